@@ -1,0 +1,409 @@
+"""The benchmark runner: frozen upstream -> featurizer -> head -> loss/metric -> results.json.
+
+* The upstream is frozen: eval mode, no gradients; it is rebuilt from its checkpoint (or, for
+  ``random-init``, from the run's seed) and never saved with the run.
+* The featurizer and the head are trained with the recipe's optimiser on duration-based batches;
+  one step is ``runner.accumulate`` batches. Dev is evaluated every ``runner.eval_every`` steps
+  (and at the last step); the best dev checkpoint is kept and used for the final test.
+* ``runner.save_every`` steps the full training state (featurizer, head, optimiser, position in
+  the epoch's batch list, every RNG state, dev history, elapsed time) is written atomically to
+  ``checkpoints/last.pt``. ``--resume`` continues from it; a killed run loses at most the steps
+  since that save and ends with the same numbers as an uninterrupted one (CPU, fixed seed).
+* CUDA is used when present (bf16 autocast for upstream and head; losses in float32).
+
+Output directory::
+
+    config.json        resolved config (written first; marks the directory as a run)
+    checkpoints/       last.pt (resumable state), best.pt (featurizer + head at the best dev step)
+    predictions/       <split>/<files the task writes>
+    log.jsonl          one line per logged step and per dev evaluation
+    results.json       written atomically at the end
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from superb.downstream.audio import SAMPLE_RATE, load_audio
+from superb.downstream.featurizer import Featurizer
+from superb.downstream.sampler import DurationBatchSampler
+from superb.downstream.tasks import Example, Task, get_task
+from superb.upstream import build_upstream
+
+from .config import diff_configs
+
+RESULTS_VERSION = 1
+
+
+class RunDirectoryError(ValueError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a checkpoint file, or of a model folder's files (sorted names and bytes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def package_versions() -> Dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("superb", "torch", "torchaudio", "numpy", "soundfile", "jiwer", "scikit-learn", "espeakng-loader"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def pad_batch(wavs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([len(w) for w in wavs], dtype=torch.long)
+    out = torch.zeros(len(wavs), int(lens.max()), dtype=torch.float32)
+    for i, w in enumerate(wavs):
+        out[i, : len(w)] = torch.from_numpy(w)
+    return out, lens
+
+
+class Runner:
+    """One benchmark run of one upstream on one task."""
+
+    def __init__(self, config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True):
+        self.output_dir = Path(output_dir)
+        self.progress = progress
+        self.resume = resume
+        config = self._check_output(config, resume)
+        self._build(config)  # fails before anything is written when names, weights or data are bad
+        (self.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.output_dir / "config.json", config)
+
+    @classmethod
+    def for_evaluation(cls, run_dir, device: Optional[str] = None, progress: bool = True) -> "Runner":
+        """Rebuild a finished run (config, data, upstream, best featurizer and head) read-only."""
+        run_dir = Path(run_dir)
+        cfg_path, best_path = run_dir / "config.json", run_dir / "checkpoints" / "best.pt"
+        if not cfg_path.is_file():
+            raise RunDirectoryError(f"{run_dir} is not a superb run directory (no config.json)")
+        if not best_path.is_file():
+            raise RunDirectoryError(f"{run_dir}: no checkpoints/best.pt yet (the run has not evaluated dev)")
+        config = json.loads(cfg_path.read_text())
+        if device:
+            config["device"] = device
+        runner = cls.__new__(cls)
+        runner.output_dir, runner.progress, runner.resume = run_dir, progress, True
+        runner._build(config)
+        runner.load_best()
+        return runner
+
+    def _build(self, config: Dict[str, Any]) -> None:
+        self.config = config
+        self.device = pick_device(config.get("device", "auto"))
+        self.amp = self.device.type == "cuda"
+        self.seed = int(config["runner"]["seed"])
+        seed_everything(self.seed)
+        self.task: Task = get_task(config["task"]["name"])(config["task"])
+        self.upstream = self._build_upstream()
+        self.data_dir = self._data_dir()
+        self.splits = self.task.prepare(self.data_dir)
+        self.featurizer = Featurizer(self.upstream.hidden_sizes, config["featurizer"]["layer"],
+                                     config["featurizer"]["layer_norm"]).to(self.device)
+        self.head = self.task.build_head(self.featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
+
+    def load_best(self) -> Dict[str, Any]:
+        best = torch.load(self.output_dir / "checkpoints" / "best.pt", map_location=self.device, weights_only=True)
+        self.featurizer.load_state_dict(best["featurizer"])
+        self.head.load_state_dict(best["head"])
+        return best
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _check_output(self, config: Dict[str, Any], resume: bool) -> Dict[str, Any]:
+        """The config to run with; refuses a directory holding another run (nothing is written)."""
+        out = self.output_dir
+        cfg_path = out / "config.json"
+        if resume:
+            if not cfg_path.is_file():
+                raise RunDirectoryError(f"--resume: {out} holds no run to resume (no config.json)")
+            saved = json.loads(cfg_path.read_text())
+            allowed = {"runner.total_steps", "device"}
+            diff = [k for k in diff_configs(saved, config) if k not in allowed]
+            if diff:
+                raise RunDirectoryError(
+                    f"--resume: the run in {out} was started with a different config; differing keys: "
+                    f"{', '.join(diff)}"
+                )
+            saved["runner"]["total_steps"] = config["runner"]["total_steps"]
+            saved["device"] = config.get("device", "auto")
+            return saved
+        if out.exists() and any(out.iterdir()):
+            if cfg_path.is_file():
+                other = json.loads(cfg_path.read_text())
+                raise RunDirectoryError(
+                    f"output directory {out} holds another run (task {other['task']['name']}, upstream "
+                    f"{other['upstream']['name']}); pass --resume to continue it or choose another --output"
+                )
+            raise RunDirectoryError(f"output directory {out} is not empty and holds no superb run; choose another --output")
+        return config
+
+    def _data_dir(self) -> Path:
+        data = self.config["data"]
+        if data.get("dir"):
+            return Path(data["dir"])
+        return self.task.mini_data(data.get("mini_profile", "default"), data.get("cache_dir"), int(data.get("mini_seed", 0)))
+
+    def _build_upstream(self):
+        up = self.config["upstream"]
+        # random-init weights are a function of the run's seed, so evaluate/resume rebuild them
+        torch.manual_seed(self.seed)
+        model = build_upstream(up["name"], ckpt=up.get("ckpt"), random_init=bool(up.get("random_init")),
+                               **(up.get("options") or {}))
+        model.eval().requires_grad_(False).to(self.device)
+        seed_everything(self.seed)
+        return model
+
+    # -- forward --------------------------------------------------------------------------------
+    def features(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        wavs, wav_lens = pad_batch([load_audio(e.audio) for e in examples])
+        wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.upstream(wavs, wav_lens)
+        hidden = [h.float() for h in out.hidden_states]
+        lengths = out.lengths.to(self.device)
+        t = {h.shape[1] for h in hidden}
+        if len(t) != 1 or int(lengths.max()) > hidden[0].shape[1] or int(lengths.min()) <= 0:
+            raise RuntimeError(
+                f"upstream {self.config['upstream']['name']} returned inconsistent frames: hidden-state "
+                f"lengths {sorted(t)}, valid lengths {lengths.tolist()} (batch {[e.id for e in examples][:4]}...)"
+            )
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            feats = self.featurizer(hidden)
+        return feats, lengths
+
+    def _sampler(self, examples: Sequence[Example], train: bool) -> DurationBatchSampler:
+        b = self.config["batch"]
+        seconds = b["max_seconds"] if train else b["eval_max_seconds"]
+        return DurationBatchSampler(
+            [e.audio.num_samples for e in examples], int(float(seconds) * SAMPLE_RATE), shuffle=train,
+            seed=self.seed, class_labels=self.task.class_labels(examples) if train else None,
+            ids=[e.id for e in examples],
+        )
+
+    def evaluate(self, split: str) -> tuple[Dict[str, float], List[Any]]:
+        examples = self.splits[split]
+        self.featurizer.eval()
+        self.head.eval()
+        predictions: List[Any] = [None] * len(examples)
+        with torch.no_grad():
+            for batch in self._sampler(examples, train=False).epoch_batches():
+                exs = [examples[i] for i in batch]
+                feats, lengths = self.features(exs)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    preds = self.task.predict(self.head, feats, lengths, exs)
+                for i, p in zip(batch, preds):
+                    predictions[i] = p
+        self.featurizer.train()
+        self.head.train()
+        return self.task.score(examples, predictions), predictions
+
+    # -- state ----------------------------------------------------------------------------------
+    def _rng_state(self) -> Dict[str, Any]:
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _set_rng_state(self, state: Dict[str, Any]) -> None:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def _after_step(self, step: int) -> None:
+        """Hook called after every optimiser step (tests use it to simulate a kill)."""
+
+    # -- training -------------------------------------------------------------------------------
+    def train(self) -> Dict[str, Any]:
+        rc = self.config["runner"]
+        total, accumulate = int(rc["total_steps"]), int(rc["accumulate"])
+        params = [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
+        opt_cfg = dict(self.config["optimizer"])
+        opt_cls = getattr(torch.optim, opt_cfg.pop("name"), None)
+        if opt_cls is None:
+            raise ValueError(f"optimizer.name {self.config['optimizer']['name']!r} is not a torch.optim optimiser")
+        optimizer = opt_cls(params, **opt_cfg)
+        train = self.splits["train"]
+        sampler = self._sampler(train, train=True)
+        state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "history": [], "elapsed": 0.0}
+        ckpt_dir = self.output_dir / "checkpoints"
+        last_path = ckpt_dir / "last.pt"
+        if self.resume and last_path.is_file():
+            saved = torch.load(last_path, map_location=self.device, weights_only=False)
+            self.featurizer.load_state_dict(saved["featurizer"])
+            self.head.load_state_dict(saved["head"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            self._set_rng_state(saved["rng"])
+        start_time = time.time() - state["elapsed"]
+        log_path = self.output_dir / "log.jsonl"
+        self.featurizer.train()
+        self.head.train()
+        primary = self.task.primary_metric
+        bar = tqdm(total=total, initial=state["step"], disable=not self.progress, desc=f"{self.task.name}",
+                   dynamic_ncols=True, file=sys.stderr)
+        batches = sampler.epoch_batches(state["epoch"])
+        running: List[float] = []
+        while state["step"] < total:
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for _ in range(accumulate):
+                if state["batch"] >= len(batches):
+                    state["epoch"] += 1
+                    state["batch"] = 0
+                    batches = sampler.epoch_batches(state["epoch"])
+                exs = [train[i] for i in batches[state["batch"]]]
+                state["batch"] += 1
+                feats, lengths = self.features(exs)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    loss = self.task.loss(self.head, feats, lengths, exs)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {state['step'] + 1} (batch {[e.id for e in exs][:4]})")
+                (loss / accumulate).backward()
+                loss_sum += loss.item() / accumulate
+            grad_clip = rc.get("grad_clip")
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
+            optimizer.step()
+            state["step"] += 1
+            step = state["step"]
+            running.append(loss_sum)
+            bar.update(1)
+            if step % int(rc["log_every"]) == 0 or step == total:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"step": step, "loss": float(np.mean(running))}) + "\n")
+                bar.set_postfix(loss=f"{np.mean(running):.3f}", **({f"dev_{primary}": f"{state['history'][-1][primary]:.2f}"} if state["history"] else {}))
+                running = []
+            if step % int(rc["eval_every"]) == 0 or step == total:
+                metrics, _ = self.evaluate("dev")
+                state["history"].append({"step": step, **metrics})
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"step": step, "dev": metrics}) + "\n")
+                if self.task.is_better(metrics[primary], state["best"]):
+                    state["best"], state["best_step"] = metrics[primary], step
+                    atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
+                                       "step": step, "dev": metrics}, ckpt_dir / "best.pt")
+                bar.set_postfix(loss=f"{loss_sum:.3f}", **{f"dev_{primary}": f"{metrics[primary]:.2f}"})
+            if step % int(rc["save_every"]) == 0 or step == total:
+                state["elapsed"] = time.time() - start_time
+                atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
+                                   "optimizer": optimizer.state_dict(), "state": state, "rng": self._rng_state()},
+                                  last_path)
+            self._after_step(step)
+        bar.close()
+        state["elapsed"] = time.time() - start_time
+        return state
+
+    def run(self) -> Dict[str, Any]:
+        """Train, then test with the best dev checkpoint and write results.json."""
+        state = self.train()
+        self.load_best()
+        metrics: Dict[str, Dict[str, float]] = {}
+        prediction_files: Dict[str, List[str]] = {}
+        for split in ("dev", "test"):
+            metrics[split], preds = self.evaluate(split)
+            files = self.task.write_predictions(self.output_dir / "predictions", split, self.splits[split], preds)
+            prediction_files[split] = [str(Path(f).relative_to(self.output_dir)) for f in files]
+        results = self.results(metrics, state, prediction_files)
+        atomic_write_json(self.output_dir / "results.json", results)
+        return results
+
+    def results(self, metrics, state, prediction_files) -> Dict[str, Any]:
+        up = self.config["upstream"]
+        ckpt = up.get("ckpt")
+        if ckpt:
+            weights, digest = "pretrained", sha256_of(Path(ckpt))
+        elif up.get("random_init"):
+            weights, digest = f"random-init (seed {self.seed})", None
+        else:
+            weights, digest = "none (parameter-free)", None
+        return {
+            "superb_results_version": RESULTS_VERSION,
+            "task": self.task.name,
+            "task_category": self.task.category,
+            "upstream": {
+                "name": up["name"], "checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": digest,
+                "weights": weights, "options": up.get("options") or {},
+                "num_layers": self.upstream.num_layers, "hidden_sizes": self.upstream.hidden_sizes,
+                "downsample_rate": self.upstream.downsample_rate,
+            },
+            "metrics": metrics,
+            "primary_metric": self.task.primary_metric,
+            "higher_is_better": self.task.metrics,
+            "metric_units": "percent",
+            "best_step": state["best_step"],
+            "steps": state["step"],
+            "dev_history": state["history"],
+            "layer_weights": self.featurizer.layer_weights(),
+            "data": {"dir": str(self.data_dir), "num_examples": {k: len(v) for k, v in self.splits.items()}},
+            "predictions": prediction_files,
+            "config": self.config,
+            "wall_time_s": round(state["elapsed"], 2),
+            "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
+            "versions": package_versions(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, progress: bool = True) -> Dict[str, float]:
+    """Re-evaluate a finished run's best checkpoint on ``split``; writes ``evaluate-<split>.json``."""
+    runner = Runner.for_evaluation(run_dir, device=device, progress=progress)
+    if split not in runner.splits:
+        raise ValueError(f"unknown split {split!r}; this task has {', '.join(runner.splits)}")
+    metrics, preds = runner.evaluate(split)
+    runner.task.write_predictions(runner.output_dir / "evaluate", split, runner.splits[split], preds)
+    atomic_write_json(runner.output_dir / f"evaluate-{split}.json", {"split": split, "metrics": metrics})
+    return metrics

@@ -1,0 +1,191 @@
+"""ASR — character CTC speech recognition on LibriSpeech (SUPERB content task).
+
+Layout (``--data`` points at the LibriSpeech folder, or at a folder holding ``LibriSpeech/``)::
+
+    LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+    LibriSpeech/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   # "<utt-id> TRANSCRIPT"
+
+Splits come from ``data.splits`` (SUPERB: train-clean-100 / dev-clean / test-clean). Every audio
+file needs a transcript line and every transcript line an audio file; characters outside the
+vocabulary are an error naming the file.
+
+Head (s3prl ``downstream/asr/config.yaml``): linear projector 1024 -> 2-layer bidirectional LSTM
+(1024 per direction, dropout 0.2) -> linear over characters, CTC with greedy decoding. SpecAugment
+is applied to the weighted features during training (time and frequency masks with s3prl's
+widths; s3prl's time warping is not applied). Vocabulary: CTC blank, word boundary ``|``,
+apostrophe, A-Z. Metrics: WER (%) via jiwer (primary, lower is better) and CER (%).
+Predictions: ``predict.ark`` with ``<utt-id> <hypothesis>`` lines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import jiwer
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..audio import segment_for
+from .base import Example, Task, write_lines
+
+BLANK = "<blank>"
+VOCAB = (BLANK, "|", "'") + tuple(chr(c) for c in range(ord("A"), ord("Z") + 1))
+CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB)}
+
+
+def encode_transcript(text: str, where: str) -> List[int]:
+    ids = []
+    for ch in text:
+        key = "|" if ch == " " else ch
+        if key not in CHAR_TO_ID or key == BLANK:
+            raise ValueError(f"{where}: character {ch!r} is outside the ASR vocabulary (A-Z, apostrophe, space)")
+        ids.append(CHAR_TO_ID[key])
+    return ids
+
+
+def decode_ids(ids: Sequence[int]) -> str:
+    """Greedy CTC collapse: merge repeats, drop blanks, ``|`` -> space."""
+    out, prev = [], None
+    for i in ids:
+        if i != prev and i != 0:
+            out.append(" " if VOCAB[i] == "|" else VOCAB[i])
+        prev = i
+    return " ".join("".join(out).split())
+
+
+def librispeech_manifest(root: Path, split: str, min_samples: int = 400) -> List[Example]:
+    """Parse ``<root>/<split>/<spk>/<chapter>/`` into examples labelled with their transcripts."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"LibriSpeech split folder not found: {split_dir}")
+    examples: List[Example] = []
+    for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir()):
+        spk, chapter = chapter_dir.parent.name, chapter_dir.name
+        trans_path = chapter_dir / f"{spk}-{chapter}.trans.txt"
+        audio = {p.stem: p for p in chapter_dir.glob("*.flac")}
+        if not trans_path.is_file():
+            if audio:
+                raise FileNotFoundError(f"missing transcript file {trans_path} for {len(audio)} audio files")
+            continue
+        texts: Dict[str, str] = {}
+        for n, line in enumerate(trans_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            utt, _, text = line.strip().partition(" ")
+            if not text.strip():
+                raise ValueError(f"{trans_path}:{n}: empty transcript for {utt}")
+            texts[utt] = " ".join(text.split())
+        missing_text = sorted(set(audio) - set(texts))
+        if missing_text:
+            raise ValueError(f"{trans_path}: no transcript for audio {', '.join(missing_text[:5])}"
+                             + (f" and {len(missing_text) - 5} more" if len(missing_text) > 5 else ""))
+        missing_audio = sorted(set(texts) - set(audio))
+        if missing_audio:
+            raise FileNotFoundError(f"{trans_path}: transcript lines without audio file: {', '.join(missing_audio[:5])}")
+        for utt in sorted(texts):
+            encode_transcript(texts[utt], f"{trans_path} ({utt})")
+            examples.append(Example(utt, segment_for(audio[utt], min_samples), texts[utt]))
+    if not examples:
+        raise ValueError(f"LibriSpeech split {split_dir} holds no utterances")
+    return examples
+
+
+class SpecAugment(nn.Module):
+    """Random time and frequency masks on ``[B, T, D]`` features (training only)."""
+
+    def __init__(self, num_time_masks=2, max_time_width=40, num_freq_masks=4, max_freq_width=50):
+        super().__init__()
+        self.num_time_masks, self.max_time_width = num_time_masks, max_time_width
+        self.num_freq_masks, self.max_freq_width = num_freq_masks, max_freq_width
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return feats
+        feats = feats.clone()
+        dim = feats.shape[-1]
+        for b, n in enumerate(lengths.tolist()):
+            for _ in range(self.num_time_masks):
+                w = int(torch.randint(0, self.max_time_width + 1, ()))
+                if 0 < w < n:
+                    t0 = int(torch.randint(0, n - w + 1, ()))
+                    feats[b, t0:t0 + w] = 0
+            for _ in range(self.num_freq_masks):
+                w = int(torch.randint(0, min(self.max_freq_width, dim - 1) + 1, ()))
+                if w > 0:
+                    f0 = int(torch.randint(0, dim - w + 1, ()))
+                    feats[b, :, f0:f0 + w] = 0
+        return feats
+
+
+class RNNCTCHead(nn.Module):
+    """Projector -> stacked bidirectional LSTMs (packed, so padding never leaks) -> linear."""
+
+    def __init__(self, input_dim, vocab_size, project_dim, rnn_dim, rnn_layers, dropout, specaug=None):
+        super().__init__()
+        self.specaug = SpecAugment(**specaug) if specaug else None
+        self.projector = nn.Linear(input_dim, project_dim)
+        self.rnns = nn.ModuleList()
+        in_dim = project_dim
+        for _ in range(rnn_layers):
+            self.rnns.append(nn.LSTM(in_dim, rnn_dim, batch_first=True, bidirectional=True))
+            in_dim = 2 * rnn_dim
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(in_dim, vocab_size)
+
+    def forward(self, feats, lengths):
+        if self.specaug is not None:
+            feats = self.specaug(feats, lengths)
+        x = self.projector(feats)
+        for rnn in self.rnns:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = rnn(packed)
+            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
+            x = self.dropout(x)
+        return self.output(x).float().log_softmax(-1)
+
+
+class SpeechRecognition(Task):
+    name = "asr"
+    title = "Automatic speech recognition"
+    category = "content"
+    dataset = "LibriSpeech train-clean-100 / dev-clean / test-clean"
+    metrics = {"wer": False, "cer": False}
+    primary_metric = "wer"
+    mini_split = "librispeech"
+    data_help = "the LibriSpeech folder (holding train-clean-100/, dev-clean/, test-clean/)"
+
+    def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
+        if data_dir is None:
+            raise ValueError("ASR needs --data pointing at the LibriSpeech folder")
+        root = Path(data_dir)
+        if (root / "LibriSpeech").is_dir():
+            root = root / "LibriSpeech"
+        splits = self.cfg["splits"]
+        min_samples = int(self.cfg.get("min_samples", 400))
+        return {name: librispeech_manifest(root, splits[name], min_samples) for name in ("train", "dev", "test")}
+
+    def build_head(self, input_dim, downsample_rate):
+        c = self.cfg
+        return RNNCTCHead(input_dim, len(VOCAB), int(c["project_dim"]), int(c["rnn_dim"]), int(c["rnn_layers"]),
+                          float(c["dropout"]), c.get("specaug"))
+
+    def loss(self, head, feats, lengths, examples):
+        log_probs = head(feats, lengths)  # [B, T, V]
+        targets = [torch.tensor(encode_transcript(e.label, e.id)) for e in examples]
+        target_lens = torch.tensor([len(t) for t in targets])
+        return F.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets).to(log_probs.device), lengths,
+                          target_lens.to(log_probs.device), blank=0, reduction="mean", zero_infinity=True)
+
+    def predict(self, head, feats, lengths, examples):
+        best = head(feats, lengths).argmax(-1).cpu()
+        return [decode_ids(best[b, :n].tolist()) for b, n in enumerate(lengths.tolist())]
+
+    def score(self, examples, predictions):
+        refs = [e.label for e in examples]
+        hyps = list(predictions)
+        return {"wer": 100.0 * jiwer.wer(refs, hyps), "cer": 100.0 * jiwer.cer(refs, hyps)}
+
+    def write_predictions(self, out_dir, split, examples, predictions):
+        lines = [f"{e.id} {p}" for e, p in sorted(zip(examples, predictions), key=lambda x: x[0].id)]
+        return [write_lines(Path(out_dir) / split / "predict.ark", lines)]

@@ -1,0 +1,111 @@
+"""What every task module provides.
+
+A task turns a corpus directory into examples (``prepare``), builds its fixed SUPERB head
+(``build_head``), computes the training loss and predictions from featurizer output, scores
+predictions with the task's official metric, and writes the prediction files the leaderboard
+reads. It never sees the upstream: the runner hands it ``feats [B, T, D]`` and exact ``lengths``.
+
+Metrics are reported in the units SUPERB displays: percentages for accuracy and error rates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import torch
+from torch import nn
+
+from ..audio import AudioSegment
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled utterance (or segment of a file)."""
+
+    id: str
+    audio: AudioSegment
+    label: Any
+
+
+class Task:
+    name: str = ""
+    title: str = ""
+    category: str = ""
+    dataset: str = ""
+    #: metric name -> higher is better
+    metrics: Dict[str, bool] = {}
+    primary_metric: str = ""
+    #: the corpus split of the mini corpus this task trains on
+    mini_split: str = ""
+    #: what --data points at
+    data_help: str = ""
+
+    def __init__(self, cfg: Dict[str, Any]):
+        self.cfg = dict(cfg)
+
+    # -- data ---------------------------------------------------------------------------------
+    def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
+        """Parse the corpus at ``data_dir`` into ``{"train", "dev", "test"}`` example lists."""
+        raise NotImplementedError
+
+    def mini_data(self, profile: str, cache_dir, seed: int) -> Path:
+        """Build (on first use) and return the mini-corpus directory for this task."""
+        from ..corpora.mini import ensure_split
+
+        return ensure_split(self.mini_split, profile=profile, cache_dir=cache_dir, seed=seed)
+
+    def class_labels(self, examples: Sequence[Example]):
+        """Labels for class-balanced sampling, or None (the default) for plain shuffling."""
+        return None
+
+    # -- model --------------------------------------------------------------------------------
+    def build_head(self, input_dim: int, downsample_rate: int) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor,
+             examples: Sequence[Example]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, head: nn.Module, feats: torch.Tensor, lengths: torch.Tensor,
+                examples: Sequence[Example]) -> List[Any]:
+        raise NotImplementedError
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score(self, examples: Sequence[Example], predictions: Sequence[Any]) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def write_predictions(self, out_dir: Path, split: str, examples: Sequence[Example],
+                          predictions: Sequence[Any]) -> List[Path]:
+        raise NotImplementedError
+
+    def is_better(self, new: float, old) -> bool:
+        if old is None:
+            return True
+        return new > old if self.metrics[self.primary_metric] else new < old
+
+
+def masked_mean(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid frames of ``[B, T, D]`` features."""
+    mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]).to(feats.dtype)
+    return (feats * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).to(feats.dtype).unsqueeze(-1)
+
+
+class UtterancePooledHead(nn.Module):
+    """SUPERB's utterance-level head: linear projector -> mean pooling -> linear classifier."""
+
+    def __init__(self, input_dim: int, projector_dim: int, num_classes: int):
+        super().__init__()
+        self.projector = nn.Linear(input_dim, projector_dim)
+        self.classifier = nn.Linear(projector_dim, num_classes)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.classifier(masked_mean(self.projector(feats), lengths))
+
+
+def write_lines(path: Path, lines: Sequence[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,142 @@
+"""KS — keyword spotting on Speech Commands v0.01 (SUPERB content task).
+
+Layout (``--data`` points at the folder holding both archives, or set ``data.train_root`` and
+``data.test_root`` in the config)::
+
+    speech_commands_v0.01/                       # the training archive
+        <word>/<speaker-hash>_nohash_<n>.wav     # 30 words, 1 s, 16 kHz mono
+        _background_noise_/*.wav                 # long noise recordings
+        validation_list.txt                      # "<word>/<file>.wav", one per line
+        testing_list.txt                         # (not used: SUPERB tests on the test archive)
+    speech_commands_test_set_v0.01/              # the official test archive
+        <label>/<file>.wav                       # 10 words, _unknown_, _silence_
+
+SUPERB's 12 classes: yes no up down left right on off stop go, ``_unknown_`` (every other word)
+and ``_silence_``. Training uses every word file not in the validation or testing list; dev is the
+validation list; test is the official test archive. ``_silence_`` examples for train and dev are
+the background-noise files cut into consecutive 1 s segments (deterministic, instead of random
+crops at load time): every 10th segment goes to dev, the rest to train.
+
+Head (s3prl ``downstream/speech_commands/config.yaml``): linear projector 256 -> mean pooling ->
+linear, cross entropy, class-balanced sampling. Metric: accuracy (%), higher is better.
+Predictions: ``predict.txt`` with ``<file id> <label>`` lines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..audio import SAMPLE_RATE, AudioError, segment_for
+from .base import Example, Task, UtterancePooledHead, write_lines
+
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+UNKNOWN = "_unknown_"
+SILENCE = "_silence_"
+CLASSES = COMMANDS + (UNKNOWN, SILENCE)
+TRAIN_DIR = "speech_commands_v0.01"
+TEST_DIR = "speech_commands_test_set_v0.01"
+
+
+def _read_list(path: Path) -> List[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"Speech Commands list file missing: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
+    """Parse the Speech Commands v0.01 archives into train/dev/test examples with 12 labels."""
+    train_root, test_root = Path(train_root), Path(test_root)
+    for root in (train_root, test_root):
+        if not root.is_dir():
+            raise FileNotFoundError(f"Speech Commands folder not found: {root}")
+    cache: Dict[str, int] = {}
+    val = set(_read_list(train_root / "validation_list.txt"))
+    tst = set(_read_list(train_root / "testing_list.txt"))
+    for listed in sorted(val | tst):
+        if not (train_root / listed).is_file():
+            raise FileNotFoundError(f"{train_root}: file {listed!r} named in a list file does not exist")
+    splits: Dict[str, List[Example]] = {"train": [], "dev": [], "test": []}
+    word_dirs = sorted(p for p in train_root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    if not word_dirs:
+        raise FileNotFoundError(f"{train_root}: no word folders found")
+    for word_dir in word_dirs:
+        label = word_dir.name if word_dir.name in COMMANDS else UNKNOWN
+        for wav in sorted(word_dir.glob("*.wav")):
+            rel = f"{word_dir.name}/{wav.name}"
+            if rel in tst:
+                continue
+            split = "dev" if rel in val else "train"
+            splits[split].append(Example(rel, segment_for(wav, min_samples, info_cache=cache), label))
+    noise_dir = train_root / "_background_noise_"
+    noise_files = sorted(noise_dir.glob("*.wav")) if noise_dir.is_dir() else []
+    if not noise_files:
+        raise FileNotFoundError(f"{noise_dir}: no background noise files to make {SILENCE} examples from")
+    k = 0
+    for wav in noise_files:
+        seg = segment_for(wav, min_samples, info_cache=cache)
+        for i in range(seg.num_samples // SAMPLE_RATE):
+            split = "dev" if k % 10 == 0 else "train"
+            example_id = f"_background_noise_/{wav.name}#{i}"
+            splits[split].append(Example(example_id, segment_for(wav, min_samples, start=i * SAMPLE_RATE,
+                                                                num_samples=SAMPLE_RATE, info_cache=cache), SILENCE))
+            k += 1
+    label_dirs = sorted(p for p in test_root.iterdir() if p.is_dir())
+    for label_dir in label_dirs:
+        if label_dir.name not in CLASSES:
+            raise ValueError(f"{label_dir}: unexpected label folder in the test archive (expected {', '.join(CLASSES)})")
+        for wav in sorted(label_dir.glob("*.wav")):
+            splits["test"].append(Example(f"{label_dir.name}/{wav.name}", segment_for(wav, min_samples, info_cache=cache),
+                                          label_dir.name))
+    for split, examples in splits.items():
+        if not examples:
+            raise ValueError(f"Speech Commands {split} split is empty (train {train_root}, test {test_root})")
+    return splits
+
+
+class KeywordSpotting(Task):
+    name = "ks"
+    title = "Keyword spotting"
+    category = "content"
+    dataset = "Speech Commands v0.01"
+    metrics = {"accuracy": True}
+    primary_metric = "accuracy"
+    mini_split = "speech_commands"
+    data_help = f"folder holding {TRAIN_DIR}/ and {TEST_DIR}/"
+
+    def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
+        data_dir = Path(data_dir) if data_dir is not None else None
+        train_root = self.cfg.get("train_root") or (data_dir / TRAIN_DIR if data_dir else None)
+        test_root = self.cfg.get("test_root") or (data_dir / TEST_DIR if data_dir else None)
+        if train_root is None or test_root is None:
+            raise ValueError("KS needs --data DIR (holding both archives) or data.train_root and data.test_root")
+        return speech_commands_manifest(Path(train_root), Path(test_root), int(self.cfg.get("min_samples", 400)))
+
+    def class_labels(self, examples):
+        return [e.label for e in examples] if self.cfg.get("class_balanced", True) else None
+
+    def build_head(self, input_dim: int, downsample_rate: int):
+        return UtterancePooledHead(input_dim, int(self.cfg["projector_dim"]), len(CLASSES))
+
+    def _targets(self, examples, device):
+        return torch.tensor([CLASSES.index(e.label) for e in examples], device=device)
+
+    def loss(self, head, feats, lengths, examples):
+        logits = head(feats, lengths)
+        return F.cross_entropy(logits.float(), self._targets(examples, logits.device))
+
+    def predict(self, head, feats, lengths, examples):
+        return [CLASSES[i] for i in head(feats, lengths).argmax(-1).tolist()]
+
+    def score(self, examples, predictions):
+        correct = sum(e.label == p for e, p in zip(examples, predictions))
+        return {"accuracy": 100.0 * correct / len(examples)}
+
+    def write_predictions(self, out_dir: Path, split: str, examples: Sequence[Example], predictions):
+        lines = [f"{e.id} {p}" for e, p in sorted(zip(examples, predictions), key=lambda x: x[0].id)]
+        return [write_lines(Path(out_dir) / split / "predict.txt", lines)]
+
+
+__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "speech_commands_manifest"]
