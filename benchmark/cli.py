@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,12 @@ from typing import List, Optional
 from .config import parse_scalar
 
 #: modules with ``register(subparsers)`` adding more subcommands
-EXTRA_COMMANDS: tuple = ()
+EXTRA_COMMANDS: tuple = (
+    "superb.benchmark.extract",
+    "superb.benchmark.export",
+    "superb.benchmark.submit",
+    "superb.benchmark.check_upstream",
+)
 
 
 def _options(items: List[str]) -> dict:
@@ -31,7 +37,7 @@ def _options(items: List[str]) -> dict:
 
 def cmd_run(args) -> int:
     from .config import resolve_config
-    from .runner import Runner
+    from .runner import run_benchmark
 
     use_mini = args.data is None
     cfg = resolve_config(args.task, use_mini, args.config, args.set or [], args.max_steps)
@@ -58,9 +64,10 @@ def cmd_run(args) -> int:
     }
     if args.seed is not None:
         cfg["runner"]["seed"] = args.seed
-    output = args.output or f"runs/{spec.name}-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    runner = Runner(cfg, output, resume=args.resume, progress=not args.quiet)
-    results = runner.run()
+    # file/module upstreams ("path/to/file.py:Class") get a flat, filesystem-safe folder name
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.replace("\\", "/").split("/")[-1])
+    output = args.output or f"runs/{label}-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = run_benchmark(cfg, output, resume=args.resume, progress=not args.quiet)
     print(f"results: {Path(output) / 'results.json'}")
     for split, metrics in results["metrics"].items():
         shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())

@@ -20,6 +20,11 @@ from .base import Upstream
 BUILTIN_MODULES: Tuple[str, ...] = (
     "superb.upstream.baselines",
     "superb.upstream.wav2vec2",
+    "superb.upstream.mockingjay",
+    "superb.upstream.apc",
+    "superb.upstream.cpc",
+    "superb.upstream.wav2vec1",
+    "superb.upstream.best_rq",
 )
 
 
@@ -49,6 +54,8 @@ class UpstreamSpec:
     needs_weights: bool = True
     family: str = ""
     aliases: Tuple[str, ...] = field(default_factory=tuple)
+    #: custom and plug-in upstreams: a checkpoint may be given or not (superb.upstream.custom)
+    weights_optional: bool = False
 
 
 _REGISTRY: Dict[str, UpstreamSpec] = {}
@@ -73,6 +80,10 @@ def _load_builtins() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
+    # plug-ins: installed packages' `superb.upstreams` entry points (see superb.upstream.custom)
+    from .custom import load_entry_points
+
+    load_entry_points()
 
 
 def list_upstreams() -> List[UpstreamSpec]:
@@ -81,6 +92,11 @@ def list_upstreams() -> List[UpstreamSpec]:
 
 
 def get_spec(name: str) -> UpstreamSpec:
+    # custom references (`path/file.py:Class`, `module:Class`, `hear:<module>`): superb.upstream.custom
+    from .custom import custom_spec, is_custom_name, unknown_name_hint
+
+    if is_custom_name(name):
+        return custom_spec(name)
     _load_builtins()
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
@@ -90,7 +106,7 @@ def get_spec(name: str) -> UpstreamSpec:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownUpstreamError(
             f"unknown upstream {name!r}.{hint} Known upstreams: {', '.join(sorted(_REGISTRY))} "
-            "(`superb list` describes them)."
+            "(`superb list` describes them)." + unknown_name_hint(name)
         )
     return _REGISTRY[key]
 
@@ -130,7 +146,7 @@ def build_upstream(name: str, ckpt=None, random_init: bool = False, **options) -
             f"--upstream-ckpt PATH (accepted: {formats}). superb never downloads weights. "
             "To benchmark the untrained architecture instead, pass --random-init."
         )
-    if path is not None and not spec.needs_weights:
+    if path is not None and not spec.needs_weights and not spec.weights_optional:
         raise ValueError(f"upstream {spec.name!r} has no weights; do not pass a checkpoint")
     model = spec.factory(path, **options)
     model.upstream_name = spec.name

@@ -1,0 +1,270 @@
+"""The SUPERB leaderboard as data: reference points, views, published rows, SUPERB_s and SUPERB_r.
+
+Sources (facts only, no code copied):
+
+* Formula, reference points and views: the superbbenchmark.org site (repository
+  ``superbbenchmark/website-react``, ``frontend/src/overall_metrics.js`` and ``Data.js``), as
+  summarised in ``shared/superb-reference.md`` §6.
+* Published rows: the SUPERB paper (arXiv 2105.01051, weighted-sum results) as stored by the
+  leaderboard, ``shared/superb-reference.md`` §7.
+
+SUPERB_s (the leaderboard's "score"): for each metric ``points = 1000 * (value - FBANK) / (SOTA -
+FBANK)`` on the raw displayed values (the signed denominator handles lower-is-better metrics); a
+task's points are the mean of its metrics' points (SF: slot-type F1 and slot-value CER; SE: PESQ
+and STOI); SUPERB_s is the mean over the tasks of a view. A missing task means no SUPERB_s. The
+leaderboard displays ``round(score)``. ASR with a language model and the per-fold ER results are
+not part of the score.
+
+SUPERB_r (rank score): for each task, the number of compared upstreams with strictly fewer points;
+averaged over the tasks of the view. Here an upstream is compared on a task with every other
+upstream that has that task; SUPERB_r is reported only for upstreams that have every task of the
+view (a partial upstream still counts in the others' per-task ranks).
+
+Units. ``results.json`` metrics are in the units the task module reports: percent for accuracy,
+error rates and F1, and MTWV x 100 for QbE (``downstream/tasks/qbe.py`` reports it in the
+leaderboard's display unit). The leaderboard displays STOI x 100; ``LeaderboardMetric.scale``
+converts explicitly (results.json value x scale = displayed value, assumed a 0..1 fraction for
+STOI until an SE task module exists), and ``valid`` names the range a displayed value must lie
+in, so a unit mistake fails loudly instead of producing a wrong score.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+SOURCE_SCORE = ("superbbenchmark.org website code (superbbenchmark/website-react: frontend/src/overall_metrics.js, "
+                "frontend/src/Data.js), via shared/superb-reference.md section 6")
+SOURCE_ROWS = "SUPERB paper arXiv 2105.01051 weighted-sum rows as stored by the leaderboard (superb-reference.md section 7)"
+
+
+@dataclass(frozen=True)
+class LeaderboardMetric:
+    """One leaderboard metric and how to read it from ``results.json``."""
+
+    name: str                      # the leaderboard's column name
+    result_keys: Tuple[str, ...]   # accepted metric names in results.json (first is canonical)
+    fbank: float                   # reference point: FBANK, in displayed units
+    sota: float                    # reference point: SOTA, in displayed units
+    unit: str = "%"
+    scale: float = 1.0             # results.json value * scale = displayed value
+    valid: Tuple[float, float] = (0.0, 100.0)  # plausible displayed range (a unit-mistake guard)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.sota > self.fbank
+
+    def points(self, displayed: float) -> float:
+        return 1000.0 * (displayed - self.fbank) / (self.sota - self.fbank)
+
+
+@dataclass(frozen=True)
+class LeaderboardTask:
+    id: str
+    title: str
+    metrics: Tuple[LeaderboardMetric, ...]
+    #: the split of results.json whose metrics the leaderboard reports, in order of preference
+    splits: Tuple[str, ...] = ("test",)
+    #: cross-validation folds the leaderboard requires (ER: all 5)
+    folds: int = 0
+
+    @property
+    def short(self) -> str:
+        return SHORT_NAMES.get(self.id, self.id.upper())
+
+
+#: how the leaderboard writes task ids
+SHORT_NAMES = {"qbe": "QbE"}
+
+
+def short_name(task: str) -> str:
+    return SHORT_NAMES.get(task, task.upper())
+
+
+def _m(name, keys, fbank, sota, **kw) -> LeaderboardMetric:
+    return LeaderboardMetric(name, tuple(keys), float(fbank), float(sota), **kw)
+
+
+INF = math.inf
+
+#: task id -> leaderboard definition. Reference points: superb-reference.md section 6.
+TASKS: Dict[str, LeaderboardTask] = {t.id: t for t in (
+    LeaderboardTask("pr", "Phoneme recognition", (_m("PER", ["per"], 82.01, 3.53, valid=(0, INF)),)),
+    LeaderboardTask("ks", "Keyword spotting", (_m("Acc", ["accuracy", "acc"], 41.3826674, 96.66),)),
+    LeaderboardTask("ic", "Intent classification", (_m("Acc", ["accuracy", "acc"], 9.649354219, 98.76),)),
+    LeaderboardTask("sid", "Speaker identification", (_m("Acc", ["accuracy", "acc"], 20.058174, 90.3),)),
+    LeaderboardTask("er", "Emotion recognition", (_m("Acc", ["accuracy", "acc"], 48.23672168, 67.62),), folds=5),
+    LeaderboardTask("asr", "Speech recognition (no LM)", (_m("WER", ["wer"], 23.18, 3.62, valid=(0, INF)),)),
+    # the QbE task module reports MTWV x 100 already (downstream/tasks/qbe.py): scale 1
+    LeaderboardTask("qbe", "Query by example", (_m("MTWV", ["mtwv"], 0.58, 7.36, unit="x100",
+                                                   valid=(-INF, 100.0)),), splits=("test", "eval")),
+    LeaderboardTask("sf", "Slot filling", (
+        _m("F1", ["slot_type_f1"], 69.64, 89.81),
+        _m("CER", ["slot_value_cer"], 52.94, 21.76, valid=(0, INF)),
+    )),
+    LeaderboardTask("asv", "Speaker verification", (_m("EER", ["eer"], 9.56, 5.11),)),
+    LeaderboardTask("sd", "Speaker diarization", (_m("DER", ["der"], 10.05, 5.62, valid=(0, INF)),)),
+    LeaderboardTask("st", "Speech translation", (_m("BLEU", ["bleu", "sacrebleu"], 2.32, 20.01),)),
+    LeaderboardTask("se", "Speech enhancement", (
+        _m("PESQ", ["pesq"], 2.55, 2.64, unit="", valid=(-0.5, 4.64)),
+        _m("STOI", ["stoi"], 93.6, 94.2, unit="x100", scale=100.0),
+    )),
+    LeaderboardTask("ss", "Source separation", (_m("SI-SDRi", ["si_sdri", "sisdri", "si_snri"], 9.2341, 10.4514,
+                                                   unit="dB", valid=(-INF, INF)),)),
+)}
+
+#: the leaderboard's two views (superb-reference.md section 6)
+VIEWS: Dict[str, Tuple[str, ...]] = {
+    "paper": ("pr", "sid", "ks", "qbe", "ic", "asr", "asv", "er", "sd", "sf"),
+    "public": ("pr", "sid", "qbe", "asr", "asv", "er", "sd", "st", "se", "ss"),
+}
+
+#: display order of task columns
+TASK_ORDER: Tuple[str, ...] = ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd", "qbe", "sf", "st", "se", "ss")
+
+#: Published rows exactly as superb-reference.md section 7 lists them (QbE's MTWV there is a
+#: fraction), keyed "<task>.<leaderboard metric name>"; PUBLISHED_ROWS below holds them in display
+#: units (MTWV x 100).
+#: Source: superb-reference.md section 7 (SUPERB paper, weighted sum; FBANK as rerun without CMVN).
+_ROW_COLUMNS = ("pr.PER", "ks.Acc", "ic.Acc", "sid.Acc", "er.Acc", "asr.WER", "asv.EER", "sd.DER", "qbe.MTWV",
+                "sf.F1", "sf.CER")
+_ROWS = {
+    "FBANK": (82.01, 41.38, 9.65, 20.06, 48.24, 23.18, 9.56, 10.05, 0.0058, 69.64, 52.94),
+    "APC": (41.98, 91.01, 74.69, 60.42, 59.33, 21.28, 8.56, 10.53, 0.0310, 70.46, 50.89),
+    "VQ-APC": (41.08, 91.11, 74.48, 60.15, 59.66, 21.20, 8.72, 10.45, 0.0251, 68.53, 52.91),
+    "Mockingjay": (70.19, 83.67, 34.33, 32.29, 50.28, 22.82, 11.66, 10.54, 0.00066, 61.59, 58.89),
+    "TERA": (49.17, 89.48, 58.42, 57.57, 56.27, 18.17, 15.89, 9.96, 0.0013, 67.50, 54.17),
+    "modified CPC": (42.54, 91.88, 64.09, 39.63, 60.96, 20.18, 12.86, 10.38, 0.0326, 71.19, 49.91),
+    "wav2vec": (31.58, 95.59, 84.92, 56.56, 59.79, 15.86, 7.99, 9.90, 0.0485, 76.37, 43.71),
+    "vq-wav2vec": (33.48, 93.38, 85.68, 38.80, 58.24, 17.71, 10.38, 9.93, 0.0410, 77.68, 41.54),
+    "wav2vec 2.0 Base": (5.74, 96.23, 92.35, 75.18, 63.43, 6.43, 6.02, 6.08, 0.0233, 88.30, 24.77),
+    "wav2vec 2.0 Large": (4.75, 96.66, 95.28, 86.14, 65.64, 3.75, 5.65, 5.62, 0.0489, 87.11, 27.31),
+    "HuBERT Base": (5.41, 96.30, 98.34, 81.42, 64.92, 6.42, 5.11, 5.88, 0.0736, 88.53, 25.20),
+    "HuBERT Large": (3.53, 95.29, 98.76, 90.33, 67.62, 3.62, 5.98, 5.75, 0.0353, 89.81, 21.76),
+}
+_ROW_TO_DISPLAY = {"qbe.MTWV": 100.0}
+#: upstream -> task -> leaderboard metric name -> displayed value (percent, MTWV x 100)
+PUBLISHED_ROWS: Dict[str, Dict[str, Dict[str, float]]] = {}
+for _name, _values in _ROWS.items():
+    _row: Dict[str, Dict[str, float]] = {}
+    for _col, _v in zip(_ROW_COLUMNS, _values):
+        _task, _metric = _col.split(".")
+        _row.setdefault(_task, {})[_metric] = _v * _ROW_TO_DISPLAY.get(_col, 1.0)
+    PUBLISHED_ROWS[_name] = _row
+
+#: SUPERB_s of the published rows, paper view (superb-reference.md section 7). APC, VQ-APC, modified
+#: CPC and vq-wav2vec have no stated score there; the test computes them but checks only these.
+PUBLISHED_SCORES: Dict[str, int] = {
+    "FBANK": 0, "Mockingjay": 54, "TERA": 150, "wav2vec": 529, "wav2vec 2.0 Base": 818,
+    "wav2vec 2.0 Large": 914, "HuBERT Base": 941, "HuBERT Large": 919,
+}
+
+
+class LeaderboardError(ValueError):
+    pass
+
+
+def metric(task: str, name: str) -> LeaderboardMetric:
+    for m in TASKS[task].metrics:
+        if m.name == name:
+            return m
+    raise KeyError(f"task {task!r} has no leaderboard metric {name!r}")
+
+
+def displayed_values(task: str, metrics: Mapping[str, float], where: str = "results") -> Dict[str, float]:
+    """Leaderboard-unit values of ``task`` from a results.json ``metrics[split]`` mapping.
+
+    Raises :class:`LeaderboardError` naming ``where``, the task and the keys when a metric is
+    missing or a value lies outside its plausible displayed range (a unit mistake)."""
+    out: Dict[str, float] = {}
+    for m in TASKS[task].metrics:
+        key = next((k for k in m.result_keys if k in metrics), None)
+        if key is None:
+            raise LeaderboardError(
+                f"{where}: task {task} has no {m.name} metric (looked for {', '.join(m.result_keys)}; "
+                f"found {', '.join(sorted(metrics)) or 'none'})"
+            )
+        raw = metrics[key]
+        if not isinstance(raw, (int, float)) or isinstance(raw, bool) or math.isnan(float(raw)):
+            raise LeaderboardError(f"{where}: metric {key!r} of task {task} is not a number: {raw!r}")
+        value = float(raw) * m.scale
+        lo, hi = m.valid
+        if not lo <= value <= hi:
+            raise LeaderboardError(
+                f"{where}: {task} {key}={raw!r} gives {value:g} {m.unit} on the leaderboard, outside [{lo:g}, {hi:g}]; "
+                f"check the metric's units (results.json value x {m.scale:g} = displayed value)"
+            )
+        out[m.name] = value
+    return out
+
+
+def task_points(task: str, displayed: Mapping[str, float]) -> float:
+    """Mean points of a task's metrics (displayed units)."""
+    metrics = TASKS[task].metrics
+    return sum(m.points(displayed[m.name]) for m in metrics) / len(metrics)
+
+
+@dataclass
+class Score:
+    view: str
+    points: Dict[str, float]             # task -> points (tasks of the view that are present)
+    missing: List[str]                   # tasks of the view without results
+    superb_s: Optional[float] = None     # None when a task is missing
+
+    @property
+    def display(self) -> Optional[int]:
+        return None if self.superb_s is None else int(round_half_up(self.superb_s))
+
+
+def round_half_up(x: float) -> float:
+    return math.floor(x + 0.5)
+
+
+def superb_s(displayed_by_task: Mapping[str, Mapping[str, float]], view: str = "paper") -> Score:
+    """SUPERB_s of one upstream from ``{task: {metric name: displayed value}}``."""
+    if view not in VIEWS:
+        raise LeaderboardError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    tasks = VIEWS[view]
+    points = {t: task_points(t, displayed_by_task[t]) for t in tasks if t in displayed_by_task}
+    missing = [t for t in tasks if t not in displayed_by_task]
+    score = Score(view, points, missing)
+    if not missing:
+        score.superb_s = sum(points.values()) / len(tasks)
+    return score
+
+
+def superb_r(points_by_upstream: Mapping[str, Mapping[str, float]], view: str = "paper") -> Dict[str, Optional[float]]:
+    """Rank score of each upstream from ``{upstream: {task: points}}``.
+
+    Per task: the number of other upstreams having that task with strictly fewer points; averaged
+    over the view's tasks. ``None`` for an upstream missing a task of the view."""
+    tasks = VIEWS[view]
+    out: Dict[str, Optional[float]] = {}
+    for up, pts in points_by_upstream.items():
+        if any(t not in pts for t in tasks):
+            out[up] = None
+            continue
+        total = 0
+        for t in tasks:
+            total += sum(1 for other, op in points_by_upstream.items()
+                         if other != up and t in op and op[t] < pts[t])
+        out[up] = total / len(tasks)
+    return out
+
+
+def published_displayed(name: str) -> Dict[str, Dict[str, float]]:
+    """A published row in displayed units (QbE MTWV x 100)."""
+    return {task: dict(vals) for task, vals in PUBLISHED_ROWS[name].items()}
+
+
+def ordered_tasks(tasks: Iterable[str]) -> List[str]:
+    tasks = set(tasks)
+    known = [t for t in TASK_ORDER if t in tasks]
+    return known + sorted(tasks - set(known))
+
+
+__all__ = [
+    "LeaderboardError", "LeaderboardMetric", "LeaderboardTask", "PUBLISHED_ROWS", "PUBLISHED_SCORES", "Score",
+    "SOURCE_ROWS", "SOURCE_SCORE", "TASKS", "TASK_ORDER", "VIEWS", "displayed_values", "metric", "ordered_tasks",
+    "published_displayed", "short_name", "superb_r", "superb_s", "task_points",
+]

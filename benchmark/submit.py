@@ -1,0 +1,429 @@
+"""``superb submit RUN_DIR... --out predict.zip``: the leaderboard's public-set submission archive.
+
+Layout (superb-reference.md section 8, from s3prl ``submit/submit.py`` v0.4.18; facts, no code):
+a zip of ``predict/<task>_public/<file>``.
+
+=====  ==================================  =============================================
+task   path in the zip                     content (one line per item)
+=====  ==================================  =============================================
+pr     predict/pr_public/predict.ark       ``utt hypothesis`` (phones)
+asr    predict/asr_public/predict.ark      ``utt hypothesis`` (no LM)
+ks     predict/ks_public/predict.txt       ``utt label``
+sid    predict/sid_public/predict.txt      ``utt label``
+ic     predict/ic_public/predict.csv       ``utt,action,object,location`` (no header)
+er     predict/er_fold{1..5}_public/       ``utt label`` per fold; all five folds required
+       predict.txt
+qbe    predict/qbe_public/                 the STD list XML (root ``<stdlist>``)
+       benchmark.stdlist.xml
+sf     predict/sf_public/predict.ark       ``utt hypothesis`` (with slot tokens)
+asv    predict/sv_public/predict.txt       ``pair score``; pair = ``<enroll>_<test>``, each
+                                           ``<spk>-<video>-<utt>`` (last three path parts,
+                                           extension dropped)
+sd     predict/sd_public/                  every test prediction file of the SD run (paths
+                                           below the split folder kept: ``hyp.rttm``,
+                                           ``posteriors/<rec>.npy``, ...), and ``frame_shift``:
+                                           samples (16 kHz) per prediction frame -- the task's
+                                           own file, else the upstream's downsample rate.
+                                           ``--sd-h5``: posteriors as s3prl's ``<rec>.h5``
+                                           (dataset ``T_hat``), what s3prl submitted
+se/ss  predict/{se,ss}_public/metrics.txt  self-reported ``metric value`` lines (generated from
+                                           results.json's test metrics when the run wrote none;
+                                           line format unverified)
+st     predict/st_public/predict.tsv       tab-separated with ``hyp`` and ``ref`` columns
+=====  ==================================  =============================================
+
+The prediction files come from each run's ``results.json`` (``predictions[<test split>]``; ER from
+``folds``). Every file is validated -- and converted where the task's own format differs (an IC
+header row, ASV ``enroll test score`` lines) -- before anything is written; problems name the
+run, the file and the line. Tasks of the public set without a run are listed (``--require-all``
+makes that an error). The archive is deterministic (sorted entries, fixed timestamps).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .export import Collection, TaskEntry, UpstreamResults, collect
+
+LEADERBOARD_SUBMISSION_SOURCE = "s3prl v0.4.18 submit/submit.py (superb-reference.md section 8)"
+
+
+class SubmitError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SubmitTarget:
+    folder: str                  # under predict/; "{fold}" is replaced for fold tasks
+    file: Optional[str]          # file name in the folder; None: a folder of files (SD)
+    fmt: str                     # validator / converter
+    sources: Tuple[str, ...]     # accepted names of the task's prediction file, preferred first
+    folds: int = 0
+
+
+#: task id -> where its predictions go in the zip (the public set's layout)
+LAYOUT: Dict[str, SubmitTarget] = {
+    "pr": SubmitTarget("pr_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),
+    "asr": SubmitTarget("asr_public", "predict.ark", "utt_text", ("predict.ark", "test-clean-noLM-hyp.ark", "hyp.ark")),
+    "ks": SubmitTarget("ks_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),
+    "sid": SubmitTarget("sid_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),
+    "ic": SubmitTarget("ic_public", "predict.csv", "ic_csv", ("predict.csv", "test_predict.csv")),
+    "er": SubmitTarget("er_fold{fold}_public", "predict.txt", "utt_label", ("predict.txt",), folds=5),
+    "qbe": SubmitTarget("qbe_public", "benchmark.stdlist.xml", "stdlist_xml", ("benchmark.stdlist.xml",)),
+    "sf": SubmitTarget("sf_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),
+    "asv": SubmitTarget("sv_public", "predict.txt", "pair_score", ("predict.txt", "test_predict.txt", "scores.txt")),
+    "sd": SubmitTarget("sd_public", None, "sd_dir", ()),
+    "se": SubmitTarget("se_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt")),
+    "ss": SubmitTarget("ss_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt")),
+    "st": SubmitTarget("st_public", "predict.tsv", "hyp_ref_tsv", ("predict.tsv", "output-st-test.tsv")),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# validators / converters: (path, text) -> normalised bytes
+# ---------------------------------------------------------------------------------------------
+def _lines(path: Path) -> List[Tuple[int, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SubmitError(f"{path}: not UTF-8 text ({exc})") from exc
+    out = [(i + 1, line.rstrip("\r\n").rstrip()) for i, line in enumerate(text.splitlines())]
+    out = [(n, line) for n, line in out if line.strip()]
+    if not out:
+        raise SubmitError(f"{path}: empty prediction file")
+    return out
+
+
+def _no_dups(path: Path, keys: List[Tuple[int, str]]) -> None:
+    seen: Dict[str, int] = {}
+    for n, k in keys:
+        if k in seen:
+            raise SubmitError(f"{path}:{n}: id {k!r} repeats line {seen[k]}")
+        seen[k] = n
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def fmt_utt_text(path: Path) -> bytes:
+    rows = []
+    for n, line in _lines(path):
+        utt, _, hyp = line.strip().partition(" ")
+        rows.append((n, utt, " ".join(hyp.split())))
+    _no_dups(path, [(n, u) for n, u, _ in rows])
+    return "".join(f"{u} {h}\n" if h else f"{u}\n" for _, u, h in rows).encode()
+
+
+def fmt_utt_label(path: Path) -> bytes:
+    rows = []
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2:
+            raise SubmitError(f"{path}:{n}: expected `utt label`, got {line!r}")
+        rows.append((n, parts[0], parts[1]))
+    _no_dups(path, [(n, u) for n, u, _ in rows])
+    return "".join(f"{u} {lab}\n" for _, u, lab in rows).encode()
+
+
+_IC_ID = ("id", "utt", "path", "filename", "file", "wav", "audio")
+
+
+def fmt_ic_csv(path: Path) -> bytes:
+    text = "\n".join(line for _, line in _lines(path))
+    rows = list(csv.reader(io.StringIO(text)))
+    header = [c.strip().lower() for c in rows[0]]
+    if {"action", "object", "location"} <= set(header):
+        idc = next((header.index(c) for c in _IC_ID if c in header), None)
+        if idc is None:
+            raise SubmitError(f"{path}: header {rows[0]} has no utterance id column ({', '.join(_IC_ID)})")
+        order = [idc, header.index("action"), header.index("object"), header.index("location")]
+        rows = [[r[i] for i in order] if len(r) == len(header) else r for r in rows[1:]]
+        start = 2
+    else:
+        start = 1
+    for k, r in enumerate(rows):
+        if len(r) != 4 or not all(c.strip() for c in r):
+            raise SubmitError(f"{path}:{k + start}: expected `utt,action,object,location`, got {','.join(r)!r}")
+    _no_dups(path, [(k + start, r[0]) for k, r in enumerate(rows)])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([[c.strip() for c in r] for r in rows])
+    return buf.getvalue().encode()
+
+
+def _trial_name(p: str) -> str:
+    parts = list(Path(p).parts[-3:])
+    parts[-1] = Path(parts[-1]).stem if Path(parts[-1]).suffix.lower() in (".wav", ".flac", ".m4a") else parts[-1]
+    return "-".join(parts)
+
+
+def fmt_pair_score(path: Path) -> bytes:
+    rows = []
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) == 2 and _is_float(parts[1]):
+            pair, score = parts
+        elif len(parts) == 3 and _is_float(parts[2]):
+            pair, score = f"{_trial_name(parts[0])}_{_trial_name(parts[1])}", parts[2]
+        else:
+            raise SubmitError(f"{path}:{n}: expected `pair score` or `enroll test score`, got {line!r}")
+        rows.append((n, pair, score))
+    _no_dups(path, [(n, p) for n, p, _ in rows])
+    return "".join(f"{p} {s}\n" for _, p, s in rows).encode()
+
+
+def fmt_stdlist_xml(path: Path) -> bytes:
+    data = path.read_bytes()
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise SubmitError(f"{path}: not valid XML ({exc})") from exc
+    if root.tag != "stdlist":
+        raise SubmitError(f"{path}: root element is <{root.tag}>, expected <stdlist>")
+    return data
+
+
+_METRIC_LINE = re.compile(r"^\s*([A-Za-z][\w.\-]*)\s*[:=]?\s+([-+0-9.eE]+|nan|inf)\s*$")
+
+
+def fmt_metrics(path: Path) -> bytes:
+    for n, line in _lines(path):
+        m = _METRIC_LINE.match(line)
+        if not m or not _is_float(m.group(2)):
+            raise SubmitError(f"{path}:{n}: expected `metric value`, got {line!r}")
+    return path.read_bytes()
+
+
+def fmt_hyp_ref_tsv(path: Path) -> bytes:
+    lines = _lines(path)
+    header = [c.strip().lower() for c in lines[0][1].split("\t")]
+    if "hyp" not in header or "ref" not in header:
+        raise SubmitError(f"{path}:{lines[0][0]}: header must name `hyp` and `ref` columns (tab-separated), "
+                          f"got {lines[0][1]!r}")
+    for n, line in lines[1:]:
+        if len(line.split("\t")) != len(header):
+            raise SubmitError(f"{path}:{n}: {len(line.split(chr(9)))} tab-separated fields, the header has {len(header)}")
+    return path.read_bytes()
+
+
+FORMATS = {
+    "utt_text": fmt_utt_text, "utt_label": fmt_utt_label, "ic_csv": fmt_ic_csv, "pair_score": fmt_pair_score,
+    "stdlist_xml": fmt_stdlist_xml, "metrics": fmt_metrics, "hyp_ref_tsv": fmt_hyp_ref_tsv,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+# ---------------------------------------------------------------------------------------------
+def _pick(task: str, target: SubmitTarget, files: List[Path], where: str) -> Path:
+    if not files:
+        raise SubmitError(f"{task}: {where} lists no test prediction files (results.json `predictions`)")
+    for name in target.sources:
+        hits = [f for f in files if f.name == name]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise SubmitError(f"{task}: {where} has several {name} files: {', '.join(map(str, hits))}")
+    if len(files) == 1:
+        return files[0]
+    raise SubmitError(f"{task}: cannot tell which of {', '.join(f.name for f in files)} ({where}) is the submission "
+                      f"file; expected one named {' or '.join(target.sources)}")
+
+
+def _exists(task: str, f: Path) -> Path:
+    if not f.is_file():
+        raise SubmitError(f"{task}: prediction file listed in results.json is missing: {f}")
+    return f
+
+
+def _where(entry: TaskEntry) -> str:
+    return ", ".join(str(r.path) for r in entry.runs)
+
+
+def _plan_sd(task: str, entry: TaskEntry, target: SubmitTarget, where: str, sd_h5: bool) -> Dict[str, bytes]:
+    """SD: the run's test prediction files, keeping their paths below the split folder, plus
+    ``frame_shift``. With ``sd_h5`` each ``posteriors/<recording>.npy`` becomes ``<recording>.h5``
+    with the dataset ``T_hat`` (s3prl's prediction files, which the leaderboard's scorer reads)."""
+    files = [_exists(task, f) for f in entry.predictions]
+    if not [f for f in files if f.name != "frame_shift"]:
+        raise SubmitError(f"{task}: {where} lists no test prediction files")
+    base = Path(os.path.commonpath([str(f.parent) for f in files]))
+    out: Dict[str, bytes] = {}
+    rels = {}
+    for f in files:
+        rel = f.relative_to(base).as_posix()
+        if sd_h5 and f.suffix == ".npy":
+            rel = f"{f.stem}.h5"
+        if rel in rels:
+            raise SubmitError(f"{task}: {rels[rel]} and {f} would both become sd_public/{rel}")
+        rels[rel] = f
+        out[f"predict/{target.folder}/{rel}"] = _npy_to_h5(f) if sd_h5 and f.suffix == ".npy" else f.read_bytes()
+    shift = next((f for f in files if f.name == "frame_shift"), None)
+    if shift is not None:
+        value = shift.read_text().strip()
+        if not value.isdigit() or int(value) <= 0:
+            raise SubmitError(f"{shift}: frame_shift must be a positive integer (samples), got {value!r}")
+        if shift.parent != base:
+            out[f"predict/{target.folder}/frame_shift"] = f"{int(value)}\n".encode()
+    else:
+        rate = (entry.runs[0].upstream or {}).get("downsample_rate")
+        if not isinstance(rate, int) or rate <= 0:
+            raise SubmitError(f"{task}: {where}: upstream.downsample_rate {rate!r} cannot give the frame_shift file")
+        out[f"predict/{target.folder}/frame_shift"] = f"{rate}\n".encode()
+    return out
+
+
+def _npy_to_h5(path: Path) -> bytes:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise SubmitError("--sd-h5 needs h5py (pip install h5py)") from exc
+    import numpy as np
+
+    arr = np.load(path)
+    if arr.ndim != 2:
+        raise SubmitError(f"{path}: posteriors must be [frames, speakers], got shape {arr.shape}")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        h5.create_dataset("T_hat", data=arr.astype(np.float32), track_times=False)
+    return buf.getvalue()
+
+
+def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: bool = False) -> Dict[str, bytes]:
+    """``{zip path: content}`` of one task; raises :class:`SubmitError` naming what is wrong."""
+    target = LAYOUT[task]
+    where = _where(entry)
+    if entry.problem and not target.folds:
+        raise SubmitError(f"{task}: {entry.problem}")
+    out: Dict[str, bytes] = {}
+    if target.folds:
+        have = entry.fold_predictions
+        missing = [k for k in range(1, target.folds + 1) if not have.get(k)]
+        if missing:
+            names = ", ".join(target.folder.format(fold=k) for k in missing)
+            raise SubmitError(f"{task}: folds {', '.join(map(str, missing))} missing ({names}) in {where}; the leaderboard "
+                              f"scores {task.upper()} only with all {target.folds} folds")
+        for k in range(1, target.folds + 1):
+            src = _exists(task, _pick(task, target, have[k], f"fold {k} of {where}"))
+            out[f"predict/{target.folder.format(fold=k)}/{target.file}"] = FORMATS[target.fmt](src)
+        return out
+    if target.fmt == "sd_dir":
+        return _plan_sd(task, entry, target, where, sd_h5)
+    dest = f"predict/{target.folder}/{target.file}"
+    if target.fmt == "metrics" and not any(f.name in target.sources for f in entry.predictions):
+        if not entry.metrics:
+            raise SubmitError(f"{task}: {where} has neither a metrics.txt prediction file nor test metrics")
+        out[dest] = "".join(f"{k} {float(v)}\n" for k, v in entry.metrics.items()).encode()
+        return out
+    src = _exists(task, _pick(task, target, entry.predictions, where))
+    out[dest] = FORMATS[target.fmt](src)
+    return out
+
+
+@dataclass
+class Plan:
+    upstream: str
+    files: Dict[str, bytes]
+    included: List[str]
+    missing: List[str]
+    ignored: List[str]
+
+
+def plan_submission(col: Collection, upstream: Optional[str] = None, require_all: bool = False,
+                    sd_h5: bool = False) -> Plan:
+    ups = [u for u in col.upstreams.values() if not u.published]
+    if upstream is not None:
+        ups = [u for u in ups if u.label == upstream or u.info.get("name") == upstream]
+        if not ups:
+            raise SubmitError(f"--upstream {upstream!r} matches none of: {', '.join(col.upstreams)}")
+    if len(ups) != 1:
+        raise SubmitError("a submission holds one upstream; these runs have "
+                          f"{len(ups)}: {', '.join(u.label for u in ups) or 'none'} (pick one with --upstream LABEL)")
+    up = ups[0]
+    files: Dict[str, bytes] = {}
+    errors: List[str] = []
+    included = []
+    for task in LAYOUT:
+        if task not in up.tasks:
+            continue
+        try:
+            files.update(plan_task(task, up.tasks[task], up, sd_h5))
+            included.append(task)
+        except (SubmitError, OSError) as exc:
+            errors.append(str(exc))
+    missing = [t for t in LAYOUT if t not in up.tasks]
+    ignored = sorted(t for t in up.tasks if t not in LAYOUT)
+    if require_all and missing:
+        errors.append(f"--require-all: no runs for {', '.join(missing)}")
+    if errors:
+        raise SubmitError("the submission is not valid; nothing was written:\n  " + "\n  ".join(errors))
+    return Plan(up.label, files, included, missing, ignored)
+
+
+def write_zip(files: Dict[str, bytes], out: Path) -> Path:
+    """Deterministic zip: directory entries, sorted paths, fixed timestamps; written atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dirs = set()
+    for name in files:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]) + "/")
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(dirs | set(files)):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            if name.endswith("/"):
+                info.external_attr = (0o40755 << 16) | 0x10
+                zf.writestr(info, b"")
+            else:
+                info.external_attr = 0o100644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, files[name])
+    os.replace(tmp, out)
+    return out
+
+
+def cmd_submit(args) -> int:
+    col = collect(args.run_dirs)
+    plan = plan_submission(col, args.upstream, args.require_all, args.sd_h5)
+    if not args.dry_run:
+        write_zip(plan.files, Path(args.out))
+    print(f"{'would write' if args.dry_run else 'wrote'} {args.out}: upstream {plan.upstream}, "
+          f"{len(plan.included)} tasks")
+    for name in sorted(plan.files):
+        lines = plan.files[name].count(b"\n")
+        print(f"  {name}  ({lines} lines)")
+    if plan.missing:
+        print(f"not included (no runs): {', '.join(plan.missing)}")
+    if plan.ignored:
+        print(f"not part of the public-set submission: {', '.join(plan.ignored)}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("submit", help="build the leaderboard's public-set submission zip from run directories",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, results.json files or folders of runs")
+    p.add_argument("--out", required=True, help="the zip to write, e.g. predict.zip")
+    p.add_argument("--upstream", help="the upstream to submit when the runs hold several (label shown by export)")
+    p.add_argument("--require-all", action="store_true", help="fail unless every public-set task has a run")
+    p.add_argument("--sd-h5", action="store_true",
+                   help="SD: ship posteriors as s3prl's <recording>.h5 files (dataset T_hat; needs h5py)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list, write nothing")
+    p.set_defaults(func=cmd_submit)
+
+
+__all__ = ["LAYOUT", "Plan", "SubmitError", "SubmitTarget", "plan_submission", "plan_task", "write_zip"]

@@ -1,0 +1,399 @@
+"""Bring your own upstream: ``file.py:Class``, ``module:Class``, entry points and HEAR modules.
+
+``--upstream`` accepts, besides the built-in names:
+
+* ``path/to/file.py:ClassName`` -- a class defined in a Python file. The file is imported under a
+  private module name (its folder is put on ``sys.path`` so it can import its neighbours). The run
+  records the file's absolute path, so ``superb evaluate`` rebuilds the same upstream later.
+* ``package.module:ClassName`` -- a class of an importable module.
+* ``hear:<module>`` -- a module following the HEAR 2021 API (``load_model``,
+  ``get_timestamp_embeddings``), wrapped by :class:`HearUpstream`.
+* any name registered by an installed package through the entry-point group ``superb.upstreams``.
+
+A custom class must subclass :class:`superb.upstream.Upstream`. It is built as ``Class(**options)``
+without a checkpoint and ``Class(ckpt=Path, **options)`` with ``--upstream-ckpt`` (options come from
+``--upstream-option key=value``). Checkpoints are optional for custom and HEAR upstreams.
+
+Entry points. A package declares, e.g. in its ``pyproject.toml``::
+
+    [project.entry-points."superb.upstreams"]
+    my_model = "my_pkg.superb_upstream:MyUpstream"
+
+The object an entry point names may be an ``Upstream`` subclass (registered under the entry
+point's name), an :class:`UpstreamSpec` (or a list of them), a function returning those (or
+registering them itself and returning ``None``), or a module whose import registers its
+upstreams with :func:`superb.upstream.register_upstream`. A broken plug-in never breaks the
+built-ins: it is reported as a warning, and again if its name is asked for.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+import types
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from .base import SAMPLE_RATE, Upstream, UpstreamOutput
+
+ENTRY_POINT_GROUP = "superb.upstreams"
+
+#: entry point name -> why it failed to load
+ENTRY_POINT_ERRORS: Dict[str, str] = {}
+_entry_points_loaded = False
+_SPEC_CACHE: Dict[str, Any] = {}
+
+_CLASS_REF = re.compile(r"^(?P<target>.+):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class CustomUpstreamError(ValueError):
+    pass
+
+
+def is_custom_name(name: str) -> bool:
+    """True for ``hear:<module>``, ``file.py:Class`` and ``module:Class`` references."""
+    name = str(name).strip()
+    return name.startswith("hear:") or bool(_CLASS_REF.match(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# file.py:Class and module:Class
+# ---------------------------------------------------------------------------------------------
+def _import_file(path: Path) -> types.ModuleType:
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    mod_name = f"superb_custom_upstream_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise CustomUpstreamError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        raise CustomUpstreamError(f"importing upstream file {path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _upstream_classes(module) -> List[str]:
+    return sorted(n for n, obj in vars(module).items()
+                  if inspect.isclass(obj) and issubclass(obj, Upstream) and obj is not Upstream)
+
+
+def load_class(target: str, cls_name: str, where: str):
+    """The class ``cls_name`` of a Python file or an importable module."""
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise CustomUpstreamError(f"--upstream {where}: file not found: {path}")
+        module = _import_file(path)
+        origin = str(path)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise CustomUpstreamError(
+                f"--upstream {where}: module {target!r} cannot be imported ({exc}); install it, put it on "
+                "PYTHONPATH, or give a file path such as path/to/file.py:ClassName"
+            ) from exc
+        origin = target
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        found = _upstream_classes(module)
+        hint = f" Upstream classes there: {', '.join(found)}." if found else " It defines no Upstream subclass."
+        raise CustomUpstreamError(f"--upstream {where}: {origin} has no class {cls_name!r}.{hint}")
+    check_upstream_class(cls, f"{origin}:{cls_name}")
+    return cls, origin
+
+
+def check_upstream_class(cls, where: str) -> None:
+    if not (inspect.isclass(cls) and issubclass(cls, Upstream)):
+        raise CustomUpstreamError(
+            f"{where} is not a subclass of superb.upstream.Upstream (got {cls!r}); subclass it and implement "
+            "hidden_sizes, downsample_rate and forward(wavs, wav_lens) -> UpstreamOutput"
+        )
+
+
+def instantiate(cls, ckpt: Optional[Path], options: Dict[str, Any], where: str) -> Upstream:
+    kwargs = dict(options)
+    if ckpt is not None:
+        params = inspect.signature(cls.__init__).parameters
+        if "ckpt" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise CustomUpstreamError(f"{where} takes no checkpoint (its __init__ has no `ckpt` argument)")
+        kwargs["ckpt"] = ckpt
+    try:
+        model = cls(**kwargs)
+    except TypeError as exc:
+        raise CustomUpstreamError(f"building {where} with options {options} failed: {exc}") from exc
+    if not isinstance(model, Upstream):
+        raise CustomUpstreamError(f"{where} built a {type(model).__name__}, not an Upstream")
+    return model
+
+
+def _declared_rate(cls) -> int:
+    rate = inspect.getattr_static(cls, "downsample_rate", 0)
+    return int(rate) if isinstance(rate, (int, float)) else 0
+
+
+def _class_spec(name: str, target: str, cls_name: str):
+    from .registry import UpstreamSpec
+
+    cls, origin = load_class(target, cls_name, name)
+    ref = f"{origin}:{cls_name}"
+    doc = (inspect.getdoc(cls) or "custom upstream").strip().splitlines()[0]
+    return UpstreamSpec(
+        name=ref,
+        factory=lambda ckpt, **options: instantiate(cls, ckpt, options, ref),
+        description=f"{doc} ({ref})",
+        downsample_rate=_declared_rate(cls) or 1,
+        layers="?",
+        formats=("whatever the class loads (optional)",),
+        needs_weights=False,
+        family="custom",
+        weights_optional=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# HEAR API
+# ---------------------------------------------------------------------------------------------
+class HearUpstream(Upstream):
+    """A HEAR-API module as an upstream with one hidden state (its timestamp embeddings).
+
+    HEAR: ``load_model(model_file_path="") -> model`` with ``model.sample_rate`` and
+    ``model.timestamp_embedding_size``; ``get_timestamp_embeddings(audio [n, samples], model) ->
+    (embeddings [n, frames, dim], timestamps [n, frames] in ms)``.
+
+    * Sample rate: audio is resampled from 16 kHz to ``model.sample_rate`` when they differ.
+    * Frame rate: measured once at construction from the timestamps of a 2 s probe (median step);
+      ``downsample_rate`` is that step in 16 kHz samples, rounded to an integer.
+    * Padding and lengths: the HEAR API takes no lengths, so padded input would leak into the
+      embeddings. The batch is therefore split into groups of equal length and each group is
+      embedded unpadded (one call per distinct length); ``lengths[b]`` is the number of frames the
+      module returned for utterance ``b`` alone, and the outputs are zero-padded to the longest.
+      The result does not depend on how utterances are batched.
+    """
+
+    def __init__(self, module_name: str, ckpt: Optional[Path] = None, **load_options):
+        super().__init__()
+        self.module_name = module_name
+        try:
+            self.hear = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise CustomUpstreamError(
+                f"--upstream hear:{module_name}: module {module_name!r} cannot be imported ({exc}); install the "
+                "HEAR package or put it on PYTHONPATH"
+            ) from exc
+        for fn in ("load_model", "get_timestamp_embeddings"):
+            if not callable(getattr(self.hear, fn, None)):
+                raise CustomUpstreamError(f"hear:{module_name}: the module has no {fn}() (not a HEAR-API module)")
+        model = self.hear.load_model(str(ckpt), **load_options) if ckpt is not None else self.hear.load_model(**load_options)
+        for attr in ("sample_rate", "timestamp_embedding_size"):
+            if not hasattr(model, attr):
+                raise CustomUpstreamError(f"hear:{module_name}: load_model() returned a model without `{attr}`")
+        if isinstance(model, nn.Module):
+            self.model = model  # registered: eval(), to(device) and requires_grad_ reach it
+        else:
+            self.__dict__["model"] = model
+        self.model_rate = int(model.sample_rate)
+        self.dim = int(model.timestamp_embedding_size)
+        self.frame_step_ms = self._probe_step_ms()
+        self.downsample_rate = max(1, int(round(self.frame_step_ms * SAMPLE_RATE / 1000.0)))
+
+    @property
+    def hidden_sizes(self) -> List[int]:
+        return [self.dim]
+
+    def _probe_step_ms(self) -> float:
+        probe = torch.zeros(1, 2 * self.model_rate)
+        device = next(iter(self.model.parameters()), probe).device if isinstance(self.model, nn.Module) else probe.device
+        with torch.no_grad():
+            emb, ts = self.hear.get_timestamp_embeddings(probe.to(device), self.model)
+        ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
+        if ts.numel() < 2:
+            raise CustomUpstreamError(f"hear:{self.module_name}: a 2 s probe gave {ts.numel()} timestamps; cannot "
+                                      "derive the frame rate")
+        step = float(torch.median(ts[1:] - ts[:-1]))
+        if step <= 0:
+            raise CustomUpstreamError(f"hear:{self.module_name}: timestamps do not increase ({ts[:5].tolist()} ...)")
+        if emb.shape[-1] != self.dim:
+            raise CustomUpstreamError(f"hear:{self.module_name}: embeddings have {emb.shape[-1]} dims, the model "
+                                      f"declares timestamp_embedding_size={self.dim}")
+        return step
+
+    def _to_model_rate(self, wav: torch.Tensor) -> torch.Tensor:
+        if self.model_rate == SAMPLE_RATE:
+            return wav
+        import torchaudio.functional as AF
+
+        return AF.resample(wav, SAMPLE_RATE, self.model_rate)
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
+        self.check_input(wavs, wav_lens)
+        lens = wav_lens.tolist()
+        outs: List[Optional[torch.Tensor]] = [None] * len(lens)
+        for n in sorted(set(lens)):
+            idx = [i for i, m in enumerate(lens) if m == n]
+            audio = self._to_model_rate(wavs[idx, :n])
+            emb, _ = self.hear.get_timestamp_embeddings(audio, self.model)
+            emb = torch.as_tensor(emb).to(wavs.device, torch.float32)
+            if emb.dim() != 3 or emb.shape[0] != len(idx) or emb.shape[2] != self.dim:
+                raise RuntimeError(f"hear:{self.module_name}: get_timestamp_embeddings returned shape "
+                                   f"{tuple(emb.shape)}, expected [{len(idx)}, frames, {self.dim}]")
+            for j, i in enumerate(idx):
+                outs[i] = emb[j]
+        lengths = torch.tensor([o.shape[0] for o in outs], dtype=torch.long, device=wavs.device)
+        hidden = wavs.new_zeros(len(outs), int(lengths.max()), self.dim)
+        for i, o in enumerate(outs):
+            hidden[i, : o.shape[0]] = o
+        return UpstreamOutput([hidden], lengths)
+
+
+def _hear_spec(name: str):
+    from .registry import UpstreamSpec
+
+    module_name = name[len("hear:"):].strip()
+    if not module_name or not re.match(r"^[A-Za-z_][\w.]*$", module_name):
+        raise CustomUpstreamError(f"--upstream {name!r}: expected hear:<importable module name>")
+    try:
+        importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CustomUpstreamError(
+            f"--upstream {name}: module {module_name!r} cannot be imported ({exc}); install the HEAR package or put "
+            "it on PYTHONPATH"
+        ) from exc
+    return UpstreamSpec(
+        name=f"hear:{module_name}",
+        factory=lambda ckpt, **options: HearUpstream(module_name, ckpt, **options),
+        description=f"HEAR-API module {module_name} (timestamp embeddings, one hidden state)",
+        downsample_rate=1,
+        layers="1",
+        formats=("model_file_path of the module's load_model (optional)",),
+        needs_weights=False,
+        family="hear",
+        weights_optional=True,
+    )
+
+
+def custom_spec(name: str):
+    """The :class:`UpstreamSpec` of a ``hear:``, ``file.py:Class`` or ``module:Class`` reference."""
+    name = str(name).strip()
+    if name in _SPEC_CACHE:
+        return _SPEC_CACHE[name]
+    if name.startswith("hear:"):
+        spec = _hear_spec(name)
+    else:
+        m = _CLASS_REF.match(name)
+        if not m:
+            raise CustomUpstreamError(f"--upstream {name!r}: expected path/to/file.py:ClassName, module:ClassName "
+                                      "or hear:<module>")
+        spec = _class_spec(name, m.group("target"), m.group("cls"))
+    _SPEC_CACHE[name] = _SPEC_CACHE[spec.name] = spec
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------------------------
+def _entry_points():
+    try:
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except TypeError:  # pragma: no cover - Python < 3.10
+        return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))
+
+
+def load_entry_points(force: bool = False) -> List[str]:
+    """Register the upstreams of installed plug-ins; returns the names registered now."""
+    global _entry_points_loaded
+    from .registry import UpstreamSpec, _ALIASES, _REGISTRY, register_upstream
+
+    if _entry_points_loaded and not force:
+        return []
+    _entry_points_loaded = True
+    added: List[str] = []
+    seen = set()
+    for ep in _entry_points():
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        where = f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP}"
+        before = set(_REGISTRY)
+        try:
+            obj = ep.load()
+            specs: List[Any] = []
+            if inspect.ismodule(obj):
+                pass  # importing registered its upstreams
+            elif inspect.isclass(obj):
+                check_upstream_class(obj, where)
+                cls = obj
+                specs = [UpstreamSpec(
+                    name=ep.name.lower().replace("-", "_"),
+                    factory=lambda ckpt, _cls=cls, _w=where, **options: instantiate(_cls, ckpt, options, _w),
+                    description=((inspect.getdoc(cls) or "").strip().splitlines() or [f"plug-in {ep.value}"])[0],
+                    downsample_rate=_declared_rate(cls) or 1, layers="?",
+                    formats=("whatever the class loads (optional)",), needs_weights=False,
+                    family="plugin", weights_optional=True,
+                )]
+            elif isinstance(obj, UpstreamSpec):
+                specs = [obj]
+            elif callable(obj):
+                result = obj()
+                if isinstance(result, UpstreamSpec):
+                    specs = [result]
+                elif result is not None:
+                    specs = list(result)
+            else:
+                raise CustomUpstreamError(f"{where} names a {type(obj).__name__}, not an Upstream class, spec, "
+                                          "function or module")
+            for spec in specs:
+                if not isinstance(spec, UpstreamSpec):
+                    raise CustomUpstreamError(f"{where} returned {spec!r}, not an UpstreamSpec")
+                if spec.name in _REGISTRY or spec.name in _ALIASES:
+                    if _REGISTRY.get(spec.name) is spec:
+                        continue
+                    raise CustomUpstreamError(f"{where}: upstream name {spec.name!r} is already registered")
+                register_upstream(spec)
+            added.extend(sorted(set(_REGISTRY) - before))
+        except Exception as exc:  # a broken plug-in must not break the built-ins
+            ENTRY_POINT_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"superb: skipping {where}: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+    return added
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def unknown_name_hint(name: str) -> str:
+    """Extra text for an unknown-upstream error: failed plug-ins, hub identifiers, custom syntax."""
+    key = name.strip().lower().replace("-", "_")
+    parts = []
+    failed = {k: v for k, v in ENTRY_POINT_ERRORS.items() if k.lower().replace("-", "_") == key}
+    for k, v in failed.items():
+        parts.append(f" The plug-in entry point {k!r} failed to load: {v}.")
+    if _HUB_ID.match(name.strip()) and not Path(name.strip()).exists():
+        parts.append(
+            f" {name!r} looks like a model-hub identifier: superb never downloads. Download the model folder on a "
+            "machine with network access, copy it here, and pass --upstream <family> --upstream-ckpt <its path>."
+        )
+    elif not failed:
+        parts.append(" Custom upstreams: path/to/file.py:ClassName, module:ClassName or hear:<module>.")
+    return "".join(parts)
+
+
+__all__ = [
+    "CustomUpstreamError", "ENTRY_POINT_ERRORS", "ENTRY_POINT_GROUP", "HearUpstream", "custom_spec",
+    "is_custom_name", "load_class", "load_entry_points", "unknown_name_hint",
+]
