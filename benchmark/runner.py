@@ -149,6 +149,7 @@ class Runner:
         self.task: Task = get_task(config["task"]["name"])(config["task"])
         self.upstream = self._build_upstream()
         self.data_dir = self._data_dir()
+        self.task.downsample_rate = self.upstream.downsample_rate
         self.splits = self.task.prepare(self.data_dir)
         self.featurizer = Featurizer(self.upstream.hidden_sizes, config["featurizer"]["layer"],
                                      config["featurizer"]["layer_norm"]).to(self.device)
@@ -207,6 +208,14 @@ class Runner:
 
     # -- forward --------------------------------------------------------------------------------
     def features(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Featurizer output ``[B, T, D]`` and exact frame lengths for a batch of examples."""
+        hidden, lengths = self.upstream_states(examples)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            feats = self.featurizer(hidden)
+        return feats, lengths
+
+    def upstream_states(self, examples: Sequence[Example]) -> tuple[List[torch.Tensor], torch.Tensor]:
+        """Every hidden state of the frozen upstream (float32) and exact frame lengths."""
         wavs, wav_lens = pad_batch([load_audio(e.audio) for e in examples])
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -219,9 +228,7 @@ class Runner:
                 f"upstream {self.config['upstream']['name']} returned inconsistent frames: hidden-state "
                 f"lengths {sorted(t)}, valid lengths {lengths.tolist()} (batch {[e.id for e in examples][:4]}...)"
             )
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            feats = self.featurizer(hidden)
-        return feats, lengths
+        return hidden, lengths
 
     def _sampler(self, examples: Sequence[Example], train: bool) -> DurationBatchSampler:
         b = self.config["batch"]
@@ -305,7 +312,7 @@ class Runner:
                     state["epoch"] += 1
                     state["batch"] = 0
                     batches = sampler.epoch_batches(state["epoch"])
-                exs = [train[i] for i in batches[state["batch"]]]
+                exs = self.task.training_examples([train[i] for i in batches[state["batch"]]], state["epoch"], self.seed)
                 state["batch"] += 1
                 feats, lengths = self.features(exs)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -348,7 +355,21 @@ class Runner:
         return state
 
     def run(self) -> Dict[str, Any]:
-        """Train, then test with the best dev checkpoint and write results.json."""
+        """Train, then test with the best dev checkpoint and write results.json.
+
+        Tasks without training (``task.trainable = False``, e.g. QbE) instead get
+        ``task.run_untrained(runner)``, which returns ``{"metrics", "predictions", "layer_weights"}``
+        plus optional extra keys that are copied into the results.
+        """
+        if not self.task.trainable:
+            start = time.time()
+            out = self.task.run_untrained(self)
+            state = {"step": 0, "best_step": None, "history": [], "elapsed": time.time() - start}
+            results = self.results(out.pop("metrics"), state, out.pop("predictions"))
+            results["layer_weights"] = out.pop("layer_weights")
+            results.update(out)
+            atomic_write_json(self.output_dir / "results.json", results)
+            return results
         state = self.train()
         self.load_best()
         metrics: Dict[str, Dict[str, float]] = {}
@@ -388,7 +409,8 @@ class Runner:
             "steps": state["step"],
             "dev_history": state["history"],
             "layer_weights": self.featurizer.layer_weights(),
-            "data": {"dir": str(self.data_dir), "num_examples": {k: len(v) for k, v in self.splits.items()}},
+            "data": {"dir": str(self.data_dir), "num_examples": {k: len(v) for k, v in self.splits.items()},
+                     **({"notes": self.task.data_notes} if self.task.data_notes else {})},
             "predictions": prediction_files,
             "config": self.config,
             "wall_time_s": round(state["elapsed"], 2),
@@ -407,3 +429,45 @@ def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, pro
     runner.task.write_predictions(runner.output_dir / "evaluate", split, runner.splits[split], preds)
     atomic_write_json(runner.output_dir / f"evaluate-{split}.json", {"split": split, "metrics": metrics})
     return metrics
+
+
+def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Run one benchmark; a task with folds and ``task.fold: all`` runs every fold.
+
+    Each fold runs in ``<output>/fold<k>/`` with its own results; ``<output>/results.json`` then
+    holds the mean of every metric over folds (SUPERB's ER protocol) and each fold's metrics.
+    """
+    task_cls = get_task(config["task"]["name"])
+    if not task_cls.folds or str(config["task"].get("fold")) != "all":
+        return Runner(config, output_dir, resume=resume, progress=progress).run()
+    output_dir = Path(output_dir)
+    per_fold: Dict[str, Dict[str, Any]] = {}
+    for fold in task_cls.folds:
+        sub = json.loads(json.dumps(config))
+        sub["task"]["fold"] = fold
+        fold_dir = output_dir / f"fold{fold}"
+        if resume and (fold_dir / "results.json").is_file():
+            per_fold[str(fold)] = json.loads((fold_dir / "results.json").read_text())
+            continue
+        per_fold[str(fold)] = Runner(sub, fold_dir, resume=resume and (fold_dir / "config.json").is_file(),
+                                     progress=progress).run()
+    first = next(iter(per_fold.values()))
+    metrics = {
+        split: {m: float(np.mean([r["metrics"][split][m] for r in per_fold.values()])) for m in first["metrics"][split]}
+        for split in first["metrics"]
+    }
+    results = dict(first)
+    results.update({
+        "metrics": metrics,
+        "folds": {k: {"metrics": r["metrics"], "layer_weights": r["layer_weights"], "best_step": r["best_step"],
+                      "predictions": {s: [f"fold{k}/{f}" for f in fs] for s, fs in r["predictions"].items()}}
+                  for k, r in per_fold.items()},
+        "layer_weights": np.mean([r["layer_weights"] for r in per_fold.values()], axis=0).tolist(),
+        "predictions": {s: [f"fold{k}/{f}" for k, r in per_fold.items() for f in r["predictions"][s]] for s in first["predictions"]},
+        "best_step": None,
+        "wall_time_s": round(sum(r["wall_time_s"] for r in per_fold.values()), 2),
+        "config": config,
+    })
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / "results.json", results)
+    return results

@@ -80,7 +80,7 @@ def test_missing_transcripts(libri_data):
 
 
 def test_unknown_names_suggest_close_matches():
-    with pytest.raises(UnknownTaskError, match="unknown task 'kss'. Did you mean: ks"):
+    with pytest.raises(UnknownTaskError, match=r"unknown task 'kss'. Did you mean: (\w+, )*ks\b"):
         get_task("kss")
     with pytest.raises(UnknownUpstreamError, match="unknown upstream 'hubret'. Did you mean: hubert"):
         build_upstream("hubret")

@@ -62,6 +62,10 @@ __all__ = [
 FOREIGN_MODULES: Tuple[str, ...] = (
     "fairseq", "argparse", "omegaconf", "s3prl", "typing", "enum", "pathlib", "numpy",
     "__main__",
+) + (
+    # [Upstreams II] old s3prl Mockingjay/TERA runner files pickle optimizer/scheduler objects
+    # of the top-level module ``optimizers`` (s3prl later moved it to s3prl.optimizers)
+    "optimizers",
 )
 
 #: built-in types that may be called or instantiated (harmless constructors)

@@ -66,6 +66,7 @@ from pathlib import Path
 from . import splits_librispeech, splits_speech_commands
 from . import splits_fluent_commands, splits_iemocap, splits_voxceleb1  # IC, ER, SID / ASV
 from . import splits_diarization, splits_quesst, splits_snips  # SD, QbE, SF
+from . import splits_commonvoice, splits_covost, splits_librimix, splits_vcc2020, splits_voicebank  # SG
 from .common import BuildContext, Builder
 from .espeak import get_engine
 
@@ -84,6 +85,11 @@ SPLITS: dict[str, Builder] = {
     "quesst": splits_quesst.build,
     "diarization": splits_diarization.build,
     "snips": splits_snips.build,
+    "voicebank": splits_voicebank.build,
+    "librimix": splits_librimix.build,
+    "vcc2020": splits_vcc2020.build,
+    "covost": splits_covost.build,
+    "commonvoice": splits_commonvoice.build,
 }
 
 #: Split name -> the module's per-profile configurations (for validation and reports).

@@ -7,27 +7,34 @@ Layout written under the split directory ``<dir>`` (``ensure_split`` returns ``<
     <dir>/labels.jsonl                                             one record per .wav (extra)
     <dir>/COMPLETE                                                 build marker (written last)
 
-* Five sessions, each with one female and one male generated speaker (pool indices from 2000 on,
-  the first of each gender), as IEMOCAP's five sessions of two actors.
+* Five sessions.  IEMOCAP has one female and one male actor per session; the mini corpus has
+  ``pairs`` (female, male) pairs per session (``default``: 3, ``tiny``: 1; pool indices from
+  2000 on, scanned for genders) and each dialog is between the two speakers of one pair, so the
+  file names keep IEMOCAP's ``F``/``M`` convention.  More speakers per session give the
+  leave-one-session-out folds enough speakers to generalise from.
 * Dialogs ``Ses0<s><F|M>_impro0<k>`` and ``Ses0<s><F|M>_script0<k>_<j>`` (the letter alternates
   between dialogs) of ``turns`` utterances alternating between the two speakers, named
   ``<dialog>_<F|M><nnn>`` (numbered per speaker within the dialog, as in IEMOCAP).
 * Labels use IEMOCAP's codes (``neu hap exc ang sad fru sur fea dis oth xxx``). Each dialog has
-  a dominant emotion (improvisations in IEMOCAP are elicited towards one); each utterance takes
-  it with probability 0.55, otherwise one drawn from a prior close to IEMOCAP's label counts.
+  a dominant emotion (improvisations in IEMOCAP are elicited towards one), rotating over
+  ``neu hap exc ang sad`` across dialogs and sessions; each utterance takes it with probability
+  0.4, otherwise one drawn from a prior close to IEMOCAP's label counts (``PRIOR``), so about a
+  quarter of the files carry labels SUPERB drops.
 * Emotion is rendered as a speaking style relative to the speaker's habit: eSpeak pitch, rate,
   volume and pitch range offsets (``STYLES``: angry louder, faster and higher; sad quieter,
   slower, lower and flatter; happy/excited higher with a wider range...). Every utterance
-  jitters each offset (pitch +-7, rate x0.9-1.1, volume +-12, range +-12) so that classes
+  jitters each offset (pitch +-6, rate x0.9-1.1, volume +-5, range +-12) so that classes
   overlap, as offline-speech.md asks; ``xxx`` (no agreement) mixes two styles.  Levels are not
-  normalised per utterance (loudness is part of the style); each session has its own gain
-  (+-3 dB), noise colour and SNR (20-35 dB).
+  normalised per utterance (loudness is part of the style): each speaker is scaled once so that
+  a neutral calibration sentence has an RMS of ``NEUTRAL_DBFS`` (-28 dBFS), and each session
+  has a gain of +-1 dB and its own SNR (25-35 dB) of one pink noise floor (one studio, as in
+  IEMOCAP; per-session channel differences would let mean-pooled features learn the session).
 * The text is a grammar sentence (:mod:`.grammar`) unrelated to the emotion.
 * EmoEvaluation files follow IEMOCAP's format: a ``%`` header line, then per utterance a block
   ``[start - end]<TAB>utterance<TAB>label<TAB>[V, A, D]`` with made-up dialog times, three
   ``C-E<k>:`` evaluator lines and an ``A-E<k>:`` line, then a blank line.
 
-labels.jsonl fields: ``path``, ``speaker`` (``Ses0<s>F``/``Ses0<s>M``), ``session``, ``dialog``,
+labels.jsonl fields: ``path``, ``speaker`` (``Ses0<s><F|M><pair>``), ``session``, ``dialog``,
 ``emotion`` (the raw code), ``style`` (the rendered offsets), ``text``, ``words``, ``phonemes``,
 ``voice``, ``duration``.
 """
@@ -48,17 +55,20 @@ FIRST_SPEAKER = 2000
 SESSIONS = 5
 #: emotion code -> (pitch offset, rate factor, eSpeak volume, pitch-range offset)
 STYLES = {
-    "neu": (0, 1.00, 55, 0),
-    "hap": (9, 1.08, 66, 20),
-    "exc": (13, 1.13, 72, 24),
-    "ang": (6, 1.16, 86, 6),
-    "sad": (-12, 0.83, 40, -20),
+    "neu": (0, 1.00, 45, 0),
+    "hap": (12, 1.08, 64, 25),
+    "exc": (15, 1.12, 70, 28),
+    "ang": (8, 1.16, 95, 8),
+    "sad": (-14, 0.82, 25, -22),
     "fru": (3, 1.05, 74, -4),
     "sur": (18, 1.00, 68, 30),
-    "fea": (14, 1.15, 48, 10),
-    "dis": (-5, 0.92, 60, -8),
-    "oth": (2, 1.00, 58, 5),
+    "fea": (14, 1.15, 45, 10),
+    "dis": (-5, 0.92, 58, -8),
+    "oth": (2, 1.00, 55, 5),
 }
+#: RMS level (dBFS) of a speaker's neutral calibration sentence; every speaker is scaled to it
+NEUTRAL_DBFS = -28.0
+CALIBRATION = "the old man saw a small boat near the bridge this morning"
 #: label prior (roughly IEMOCAP's consensus label counts)
 PRIOR = {"neu": 0.22, "hap": 0.06, "exc": 0.10, "ang": 0.11, "sad": 0.11, "fru": 0.18,
          "sur": 0.01, "fea": 0.01, "dis": 0.005, "oth": 0.005, "xxx": 0.18}
@@ -76,22 +86,25 @@ class Config:
     impro: int  # improvised dialogs per session
     script: int  # scripted dialogs per session
     turns: int  # utterances per dialog
+    pairs: int  # (female, male) speaker pairs per session; IEMOCAP has one
 
 
 PROFILES = {
-    "tiny": Config(impro=1, script=1, turns=6),
-    "default": Config(impro=3, script=3, turns=14),
+    "tiny": Config(impro=1, script=1, turns=6, pairs=1),
+    "default": Config(impro=6, script=6, turns=12, pairs=3),
 }
 
 
-def _speakers(ctx: BuildContext):
-    """One (female, male) pair of pool speakers per session, scanning the pool from FIRST_SPEAKER."""
+def _speakers(ctx: BuildContext, pairs: int) -> list[list[tuple]]:
+    """Per session, ``pairs`` (female, male) pool speakers, scanning the pool from FIRST_SPEAKER."""
     female, male, i = [], [], FIRST_SPEAKER
-    while len(female) < SESSIONS or len(male) < SESSIONS:
+    n = SESSIONS * pairs
+    while len(female) < n or len(male) < n:
         sp = ctx.pool[i]
         (female if sp.gender == "female" else male).append(sp)
         i += 1
-    return list(zip(female[:SESSIONS], male[:SESSIONS]))
+    both = list(zip(female[:n], male[:n]))
+    return [both[s * pairs:(s + 1) * pairs] for s in range(SESSIONS)]
 
 
 def _style(rng: np.random.Generator, emotion: str, speaker) -> dict:
@@ -104,19 +117,27 @@ def _style(rng: np.random.Generator, emotion: str, speaker) -> dict:
     dp, rate, vol, dr = base
     v = speaker.voice
     return {
-        "pitch": int(np.clip(v.pitch + dp + rng.integers(-7, 8), 0, 99)),
+        "pitch": int(np.clip(v.pitch + dp + rng.integers(-6, 7), 0, 99)),
         "rate": int(round(v.rate * rate * rng.uniform(0.9, 1.1))),
-        "volume": int(np.clip(vol + rng.integers(-12, 13), 10, 100)),
+        "volume": int(np.clip(vol + rng.integers(-5, 6), 10, 100)),
         "pitch_range": int(np.clip(v.pitch_range + dr + rng.integers(-12, 13), 0, 99)),
     }
 
 
 def _draw_label(rng: np.random.Generator, dominant: str) -> str:
-    if rng.random() < 0.55:
+    if rng.random() < 0.4:
         return dominant
     codes = list(PRIOR)
     p = np.array([PRIOR[c] for c in codes])
     return str(rng.choice(codes, p=p / p.sum()))
+
+
+def _calibration(ctx: BuildContext, speaker) -> float:
+    """Gain that brings the speaker's neutral-style calibration sentence to NEUTRAL_DBFS RMS."""
+    syn = ctx.engine.synth(CALIBRATION + ".", speaker.voice, volume=STYLES["neu"][2],
+                           seed=ctx.espeak_seed("iemocap-calibration", speaker.index)).trim()
+    rms = float(np.sqrt(np.mean(np.square(syn.audio, dtype=np.float64))))
+    return 10 ** (NEUTRAL_DBFS / 20) / max(rms, 1e-9)
 
 
 def _block(start: float, end: float, utt: str, label: str, rng: np.random.Generator) -> str:
@@ -133,21 +154,22 @@ def _block(start: float, end: float, utt: str, label: str, rng: np.random.Genera
 def build(out_dir: Path, ctx: BuildContext) -> None:
     cfg = PROFILES[ctx.profile]
     labels = LabelWriter()
-    pairs = _speakers(ctx)
+    pairs = _speakers(ctx, cfg.pairs)
     total = SESSIONS * (cfg.impro + cfg.script) * cfg.turns
     with ctx.progress_bar(total, "mini iemocap") as bar:
         for s in range(1, SESSIONS + 1):
-            female, male = pairs[s - 1]
             srng = ctx.rng("iemocap-session", s)
-            chan = {"noise": str(srng.choice(["white", "pink", "brown"])), "snr": float(srng.uniform(20, 35)),
-                    "tilt": float(srng.uniform(-0.3, 0.3)), "peak": 0.0}
-            gain = float(10 ** (srng.uniform(-3, 3) / 20))
+            # one studio for all sessions (as IEMOCAP): same noise colour, no tilt, SNR per session
+            chan = {"noise": "pink", "snr": float(srng.uniform(25, 35)), "tilt": 0.0, "peak": 0.0}
+            gain = float(10 ** (srng.uniform(-1, 1) / 20))
+            calib = {sp.index: _calibration(ctx, sp) for pair in pairs[s - 1] for sp in pair}
             sess = out_dir / f"Session{s}"
             dialogs = [f"Ses{s:02d}{'FM'[k % 2]}_impro{k + 1:02d}" for k in range(cfg.impro)]
             dialogs += [f"Ses{s:02d}{'MF'[k % 2]}_script{k + 1:02d}_{1 + k % 3}" for k in range(cfg.script)]
             for di, dialog in enumerate(dialogs):
                 drng = ctx.rng("iemocap-dialog", s, di)
-                dominant = str(drng.choice(DOMINANT))
+                female, male = pairs[s - 1][di % cfg.pairs]
+                dominant = DOMINANT[(s + di) % len(DOMINANT)]
                 counters = {"F": 0, "M": 0}
                 t = float(drng.uniform(2, 8))
                 blocks = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"]
@@ -166,7 +188,7 @@ def build(out_dir: Path, ctx: BuildContext) -> None:
                     volume = style.pop("volume")
                     audio, timing = render(ctx, sp, words, text, keys, chan, rng, prosody=style,
                                            volume=volume, normalise=False)
-                    audio = audio * gain
+                    audio = audio * (gain * calib[sp.index])
                     peak = float(np.max(np.abs(audio)))
                     if peak > 0.98:
                         audio = audio * (0.98 / peak)
@@ -175,7 +197,7 @@ def build(out_dir: Path, ctx: BuildContext) -> None:
                     blocks.append(_block(t, t + dur, utt, label, rng))
                     t += dur + float(rng.uniform(0.2, 1.5))
                     labels.add({"path": f"Session{s}/sentences/wav/{dialog}/{utt}.wav",
-                                "speaker": f"Ses{s:02d}{who}", "session": s, "dialog": dialog, "emotion": label,
+                                "speaker": f"Ses{s:02d}{who}{di % cfg.pairs}", "session": s, "dialog": dialog, "emotion": label,
                                 "style": dict(style, volume=volume), "text": " ".join(words), "words": timing,
                                 "phonemes": " ".join(ctx.word_phonemes(w) for w in words),
                                 "voice": sp.voice.name, "duration": round(dur, 4)})

@@ -13,7 +13,7 @@ task's ``--data`` is ``<dir>/SNIPS`` and it also accepts ``<dir>``)::
   the valid / test sentences. Each split folder also holds ``extra_per_split`` files of one voice
   from another split (as the real folders hold all voices), which the protocol ignores.
 * Sentences come from SNIPS-style intent templates with slots, e.g. ``play <artist>john
-  legend</artist> on <service>spotify</service>`` (``TEMPLATES``, ``VALUES``; 7 intents, 21 slot
+  legend</artist> on <service>spotify</service>`` (``TEMPLATES``, ``VALUES``; 7 intents, 19 slot
   types named as in SNIPS). Text is upper case, words A-Z only; ``ti`` is the slot type of word
   ``wi`` or ``O`` (plain type names, as s3prl's ``iob`` column). Each sentence gets its own id
   ``<n>`` within its split and is said by one voice.

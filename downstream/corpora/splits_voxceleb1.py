@@ -16,7 +16,7 @@ As in the real corpus both archives (``vox1_dev_wav``, ``vox1_test_wav``) are un
   range), pool indices ``1000 + k`` (disjoint from the other splits' first speakers).
 * Each speaker has ``videos`` "videos" (11-character YouTube-style ids) of ``utts_per_video``
   utterances numbered ``00001.wav``, ``00002.wav``, ... per video.  A video is a recording
-  condition: its own noise colour and SNR (12-35 dB), a first-order spectral tilt and a gain; so
+  condition: its own noise colour and SNR (12-35 dB), a first-order spectral tilt (+-0.4) and a gain; so
   speaker recognition has to generalise across channels, as on YouTube.
 * An utterance is one or two grammar sentences (:mod:`.grammar`) said with the speaker's voice
   and jittered prosody, 0.1-0.4 s of lead-in and tail.  With probability ``short_prob`` it is a
@@ -88,12 +88,12 @@ def utterance_text(rng: np.random.Generator, short_prob: float) -> tuple[list[st
 def channel(rng: np.random.Generator) -> dict:
     """A recording condition: noise kind, SNR, spectral tilt and output peak range."""
     return {"noise": str(rng.choice(["white", "pink", "brown", "hum"])), "snr": float(rng.uniform(12, 35)),
-            "tilt": float(rng.uniform(-0.6, 0.6)), "peak": float(rng.uniform(0.3, 0.75))}
+            "tilt": float(rng.uniform(-0.4, 0.4)), "peak": float(rng.uniform(0.3, 0.75))}
 
 
 def render(ctx: BuildContext, speaker, words: list[str], text: str, keys: tuple, chan: dict,
            rng: np.random.Generator, prosody: dict | None = None, volume: int = 70,
-           normalise: bool = True):
+           normalise: bool = True, pad: tuple[float, float] = (0.1, 0.4)):
     """Synthesise ``text`` and put it through ``chan``: (audio, word timings shifted to the file)."""
     syn = ctx.engine.synth(text, speaker.voice, words=words, seed=ctx.espeak_seed(*keys), volume=volume,
                            **(prosody if prosody is not None else speaker.prosody(rng))).trim()
@@ -102,8 +102,8 @@ def render(ctx: BuildContext, speaker, words: list[str], text: str, keys: tuple,
     if normalise:
         speech = place_level(rng, speech, chan["peak"] * 0.9, chan["peak"] * 1.1)
     speech = N.fade(speech)
-    lead = int(rng.uniform(0.1, 0.4) * SAMPLE_RATE)
-    tail = int(rng.uniform(0.1, 0.4) * SAMPLE_RATE)
+    lead = int(rng.uniform(*pad) * SAMPLE_RATE)
+    tail = int(rng.uniform(*pad) * SAMPLE_RATE)
     n = lead + len(speech) + tail
     audio = np.zeros(n, dtype=np.float32)
     audio[lead:lead + len(speech)] = speech

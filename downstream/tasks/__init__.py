@@ -11,6 +11,19 @@ from .base import Example, Task
 TASKS: Dict[str, str] = {
     "ks": "superb.downstream.tasks.ks:KeywordSpotting",
     "asr": "superb.downstream.tasks.asr:SpeechRecognition",
+    "sid": "superb.downstream.tasks.sid:SpeakerIdentification",
+    "asv": "superb.downstream.tasks.asv:SpeakerVerification",
+    "er": "superb.downstream.tasks.er:EmotionRecognition",
+    "ic": "superb.downstream.tasks.ic:IntentClassification",
+    "pr": "superb.downstream.tasks.pr:PhonemeRecognition",
+    "qbe": "superb.downstream.tasks.qbe:QueryByExample",
+    "sd": "superb.downstream.tasks.sd:SpeakerDiarization",
+    "sf": "superb.downstream.tasks.sf:SlotFilling",
+    "se": "superb.downstream.tasks.se:SpeechEnhancement",
+    "ss": "superb.downstream.tasks.ss:SourceSeparation",
+    "vc": "superb.downstream.tasks.vc:VoiceConversion",
+    "st": "superb.downstream.tasks.st:SpeechTranslation",
+    "ood_asr": "superb.downstream.tasks.ood_asr:OutOfDomainASR",
 }
 
 

@@ -40,6 +40,15 @@ class Task:
     mini_split: str = ""
     #: what --data points at
     data_help: str = ""
+    #: False for tasks without training (QbE): the runner calls ``run_untrained(runner)`` instead
+    trainable: bool = True
+    #: fold names for cross-validated tasks (ER); ``task.fold: all`` in the config runs every fold
+    folds: tuple = ()
+    #: the upstream's samples per frame; the runner sets it before ``prepare`` (SD frames its labels)
+    downsample_rate = None
+    #: filled by ``prepare``: counts of what the loader filtered or dropped (and why), copied into
+    #: ``results.json`` under ``data.notes`` so no filtering is silent
+    data_notes: Dict[str, Any] = {}
 
     def __init__(self, cfg: Dict[str, Any]):
         self.cfg = dict(cfg)
@@ -54,6 +63,13 @@ class Task:
         from ..corpora.mini import ensure_split
 
         return ensure_split(self.mini_split, profile=profile, cache_dir=cache_dir, seed=seed)
+
+    def training_examples(self, examples: Sequence[Example], epoch: int, seed: int) -> List[Example]:
+        """What one training batch feeds the upstream (default: the examples unchanged).
+
+        Tasks that train on random crops (SID, ASV: SUPERB's 8 s crops) return cropped copies; the
+        crop must be a pure function of ``(seed, epoch, example)`` so ``--resume`` reproduces it."""
+        return list(examples)
 
     def class_labels(self, examples: Sequence[Example]):
         """Labels for class-balanced sampling, or None (the default) for plain shuffling."""
@@ -77,6 +93,12 @@ class Task:
 
     def write_predictions(self, out_dir: Path, split: str, examples: Sequence[Example],
                           predictions: Sequence[Any]) -> List[Path]:
+        raise NotImplementedError
+
+    def run_untrained(self, runner) -> Dict[str, Any]:
+        """For ``trainable = False`` tasks: evaluate with ``runner.upstream_states(examples)`` and
+        return ``{"metrics": {split: {...}}, "predictions": {split: [relative paths]},
+        "layer_weights": [...]}`` (extra keys are copied into results.json)."""
         raise NotImplementedError
 
     def is_better(self, new: float, old) -> bool:
