@@ -27,11 +27,9 @@ REF = f"{EXAMPLE}:MyUpstream"
 def test_readme_example_is_the_tested_file():
     code = EXAMPLE.read_text()
     assert 25 <= len(code.splitlines()) <= 40
-    doc = (REPO / "docs" / "custom_upstream.md").read_text()
-    assert "```python\n" + code + "```" in doc
-    readme = REPO / "README.md"
-    if readme.is_file() and "superb.upstreams" in readme.read_text():  # once the fragment is merged
-        assert "```python\n" + code + "```" in readme.read_text()
+    readme = (REPO / "README.md").read_text()
+    assert "superb.upstreams" in readme
+    assert "```python\n" + code + "```" in readme
 
 
 def test_readme_example_passes_check_upstream_cli():

@@ -205,3 +205,16 @@ def test_missing_metric_package_is_a_clear_user_error(monkeypatch):
         M.require("pesq", "PESQ")
     with pytest.raises(ValueError, match="PESQ .* needs the Python package 'pesq'"):
         get_task("se")(resolve_config("se", use_mini=False)["task"])
+
+
+def test_vc_helpers_eer_threshold_and_sentence_normalisation():
+    from superb.downstream.tasks.vc import eer_threshold, normalize_sentence
+
+    thr = eer_threshold(np.array([0.9, 0.1, 0.8, 0.2]), np.array([1.0, 0.0, 1.0, 0.0]))
+    assert thr == pytest.approx(0.2)  # accept > 0.2: no false accepts, no false rejects
+    scores, labels = np.array([0.1, 0.3, 0.5, 0.7, 0.4, 0.6]), np.array([0, 0, 0, 1, 1, 1])
+    thr = eer_threshold(scores, labels.astype(float))
+    far = np.mean(scores[labels == 0] > thr)
+    frr = np.mean(scores[labels == 1] <= thr)
+    assert far == pytest.approx(frr)
+    assert normalize_sentence("  Hello, world!  It's me. ") == "HELLO WORLD ITS ME"

@@ -70,7 +70,7 @@ from . import splits_commonvoice, splits_covost, splits_librimix, splits_vcc2020
 from .common import BuildContext, Builder
 from .espeak import get_engine
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Profile names every split supports.
 PROFILES = ("tiny", "default")

@@ -65,7 +65,6 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..audio import SAMPLE_RATE, check_unique_ids, segment_for
 from ..sampler import DurationBatchSampler
