@@ -128,20 +128,28 @@ class RNNCTCHead(nn.Module):
         self.rnns = nn.ModuleList()
         in_dim = project_dim
         for _ in range(rnn_layers):
-            self.rnns.append(nn.LSTM(in_dim, rnn_dim, batch_first=True, bidirectional=True))
+            self.rnns.append(self.make_rnn(in_dim, rnn_dim))
             in_dim = 2 * rnn_dim
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(in_dim, vocab_size)
 
+    def make_rnn(self, input_dim: int, hidden: int) -> nn.Module:
+        return nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
+
+    def run_rnn(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+    def project(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.projector(feats)
+
     def forward(self, feats, lengths):
         if self.specaug is not None:
             feats = self.specaug(feats, lengths)
-        x = self.projector(feats)
+        x = self.project(feats)
         for rnn in self.rnns:
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, _ = rnn(packed)
-            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
-            x = self.dropout(x)
+            x = self.dropout(self.run_rnn(rnn, x, lengths))
         return self.output(x).float().log_softmax(-1)
 
 

@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import check_unique_ids, segment_for
-from .asr import VOCAB as CHAR_VOCAB, SpecAugment
+from .asr import VOCAB as CHAR_VOCAB, RNNCTCHead
 from .base import Example, Task, write_lines
 
 SPLIT_DIRS = {"train": "train", "dev": "valid", "test": "test"}
@@ -255,28 +255,18 @@ class BiLSTM(nn.Module):
         return torch.cat([f, reverse_padded(b, lengths)], dim=-1)
 
 
-class SlotFillingHead(nn.Module):
-    """Projector -> stacked BiLSTMs with dropout -> linear (the ASR head's architecture)."""
+class SlotFillingHead(RNNCTCHead):
+    """The ASR head's architecture, with each BiLSTM run as two unpacked one-way LSTMs
+    (:class:`BiLSTM`; packed sequences are very slow on CPU) and float32 recurrences."""
 
-    def __init__(self, input_dim, vocab_size, project_dim, rnn_dim, rnn_layers, dropout, specaug=None):
-        super().__init__()
-        self.specaug = SpecAugment(**specaug) if specaug else None
-        self.projector = nn.Linear(input_dim, project_dim)
-        self.rnns = nn.ModuleList()
-        in_dim = project_dim
-        for _ in range(rnn_layers):
-            self.rnns.append(BiLSTM(in_dim, rnn_dim))
-            in_dim = 2 * rnn_dim
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(in_dim, vocab_size)
+    def make_rnn(self, input_dim: int, hidden: int) -> nn.Module:
+        return BiLSTM(input_dim, hidden)
 
-    def forward(self, feats, lengths):
-        if self.specaug is not None:
-            feats = self.specaug(feats, lengths)
-        x = self.projector(feats).float()
-        for rnn in self.rnns:
-            x = self.dropout(rnn(x, lengths))
-        return self.output(x).float().log_softmax(-1)
+    def run_rnn(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return rnn(x, lengths)
+
+    def project(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.projector(feats).float()
 
 
 class SlotFilling(Task):
