@@ -78,7 +78,8 @@ def cmd_run(args) -> int:
 def cmd_evaluate(args) -> int:
     from .runner import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, split=args.split, device=args.device, progress=not args.quiet)
+    metrics = evaluate_run(args.run_dir, split=args.split, device=args.device, progress=not args.quiet,
+                           upstream=args.upstream, trust_run_dir=args.trust_run_dir)
     print(json.dumps({"split": args.split, "metrics": metrics}, indent=2))
     return 0
 
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test")
     ev.add_argument("--device", default=None)
     ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--upstream", help="the run's upstream, named again; needed to run a custom upstream "
+                    "(file.py:Class, module:Class) that the run folder's config.json names")
+    ev.add_argument("--trust-run-dir", action="store_true",
+                    help="import a custom upstream named in the run folder's config.json without --upstream")
     ev.set_defaults(func=cmd_evaluate)
 
     ls = sub.add_parser("list", help="list upstreams and tasks")

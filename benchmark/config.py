@@ -4,6 +4,11 @@ Order (later wins): the task's recipe (``recipes/<task>.yaml``) -> its ``mini`` 
 run uses the embedded mini corpus -> ``--config YAML`` -> ``--set key=value`` -> explicit CLI flags
 (``--max-steps``). Every key a user sets must already exist in the recipe (``--set
 runner.total_step=5`` is an error that names the key), so a typo never silently does nothing.
+
+YAML (recipes, ``--config`` files, ``--set`` and ``--upstream-option`` values) is read with
+:func:`superb.recipes.parse_yaml`: a key repeated in one mapping is an error naming the key and its
+line, and a syntax error is a one-line :class:`ConfigError` naming the file (or the ``--set``
+item) and the line and column.
 """
 from __future__ import annotations
 
@@ -12,9 +17,8 @@ import difflib
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping
 
-import yaml
-
-from superb.recipes import load_recipe
+from superb.downstream.fileio import read_text
+from superb.recipes import load_recipe, parse_yaml
 
 RUN_SECTIONS = ("upstream", "data", "device")
 
@@ -38,9 +42,12 @@ def _merge(base: Dict[str, Any], override: Mapping[str, Any], where: str, prefix
             base[key] = copy.deepcopy(value)
 
 
-def parse_scalar(raw: str) -> Any:
-    """A command-line value as YAML, with ``1e-3``-style floats (YAML 1.1 reads them as strings)."""
-    value = yaml.safe_load(raw) if raw.strip() else None
+def parse_scalar(raw: str, source: str | None = None) -> Any:
+    """A command-line value as YAML, with ``1e-3``-style floats (YAML 1.1 reads them as strings).
+
+    Invalid YAML (``[1,``) or a repeated key (``{a: 1, a: 2}``) is a :class:`ConfigError` naming
+    ``source`` (default: the value itself)."""
+    value = parse_yaml(raw, source or f"value {raw!r}", ConfigError) if raw.strip() else None
     if isinstance(value, str):
         try:
             return float(value)
@@ -56,7 +63,7 @@ def parse_set(items: Iterable[str]) -> Dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        value = parse_scalar(raw)
+        value = parse_scalar(raw, f"--set {item!r}")
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -78,7 +85,11 @@ def resolve_config(task: str, use_mini: bool, config_file: str | None = None, se
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        user = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = read_text(path)
+        except ValueError as exc:  # not UTF-8: the message names the file
+            raise ConfigError(str(exc)) from None
+        user = parse_yaml(text, str(path), ConfigError) or {}
         if not isinstance(user, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         user.pop("mini", None)

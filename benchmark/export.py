@@ -17,6 +17,12 @@ Scores (:mod:`superb.benchmark.leaderboard`): SUPERB_s per upstream over the tas
 view (``paper`` or ``public``); a missing task means no SUPERB_s, and the missing tasks are
 named. SUPERB_r is added when several upstreams are compared. ``--published`` adds the SUPERB
 paper's rows for comparison (and ranking).
+
+Trust. A results.json is read as data from someone else: its ``superb_results_version`` must be
+one this version knows (:data:`KNOWN_RESULTS_VERSIONS`), and every prediction path it lists must
+resolve (symlinks followed) inside its run folder -- ``../../etc/passwd``, an absolute path
+elsewhere or a symlink pointing out of the run folder is an :class:`ExportError`, so ``superb
+submit`` never packs a file from outside the runs it was given.
 """
 from __future__ import annotations
 
@@ -35,6 +41,13 @@ from . import leaderboard as lb
 
 class ExportError(ValueError):
     pass
+
+
+#: ``superb_results_version`` values this version reads. The runner has written the field (value
+#: 1) into every results.json since the first release, so a file without it is not a superb
+#: results.json and is refused like a file missing any other required key (no legacy default);
+#: a version from a newer superb is refused rather than misread.
+KNOWN_RESULTS_VERSIONS = frozenset({1})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,9 +174,13 @@ def load_result(path: Path) -> RunResult:
         raise ExportError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise ExportError(f"{path}: expected a JSON object")
+    if "superb_results_version" in data:  # checked first: a newer layout may lack the keys below
+        _check_version(data["superb_results_version"], path)
     task = _require(data, "task", str, path).strip().lower()
     _require(data, "upstream.name", str, path)
     metrics = _require(data, "metrics", dict, path)
+    if "superb_results_version" not in data:
+        raise ExportError(f"{path}: missing key 'superb_results_version' (not a superb results.json?)")
     for split, values in metrics.items():
         if not isinstance(values, dict):
             raise ExportError(f"{path}: metrics[{split!r}] should map metric names to numbers, got {values!r}")
@@ -177,8 +194,24 @@ def load_result(path: Path) -> RunResult:
     return RunResult(path, data, task, upstream_key(data["upstream"]), fold)
 
 
-def _abs(run: RunResult, rel: str) -> Path:
-    return (run.run_dir / rel).resolve()
+def _check_version(version: Any, path: Path) -> None:
+    known = ", ".join(map(str, sorted(KNOWN_RESULTS_VERSIONS)))
+    if isinstance(version, bool) or not isinstance(version, int) or version not in KNOWN_RESULTS_VERSIONS:
+        raise ExportError(f"{path}: unknown superb_results_version {version!r} (this superb reads version {known}; "
+                          "a newer superb wrote it?)")
+
+
+def _abs(run: RunResult, rel: Any) -> Path:
+    """The prediction file ``rel`` of ``run`` as an absolute path; it must resolve (symlinks
+    followed) inside the run folder, else :class:`ExportError` naming the file and the results.json."""
+    if not isinstance(rel, str) or not rel.strip():
+        raise ExportError(f"{run.path}: prediction path {rel!r} should be a file name relative to the run folder")
+    root = run.run_dir.resolve()
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root):
+        raise ExportError(f"{run.path}: prediction file {rel!r} resolves to {target}, outside the run folder {root}; "
+                          "refusing to read it")
+    return target
 
 
 def _split_for(task: str, run: RunResult) -> Optional[str]:

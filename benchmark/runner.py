@@ -11,6 +11,23 @@
   since that save and ends with the same numbers as an uninterrupted one (CPU, fixed seed).
 * CUDA is used when present (bf16 autocast for upstream and head; losses in float32).
 
+A run folder is **data, never code**, and it belongs to one process at a time:
+
+* The runner holds an exclusive lock on ``<output>/.superb.lock`` (``fcntl.flock``) from start
+  to finish; a second ``superb run``/``evaluate`` on the same folder is refused with one line
+  naming the folder and the owner's pid. Every finished file is written atomically through a
+  temporary file with a unique name (:mod:`superb.downstream.fileio`).
+* ``checkpoints/last.pt`` and ``checkpoints/best.pt`` hold only tensors and plain data (RNG
+  states as lists and tensors) and are read back with the same safe loader as upstream
+  checkpoints, in its strictest mode: a file naming any other global (``os.system`` ...) is
+  refused before unpickling, with one line naming the file and the global.
+* ``config.json`` is checked against the config schema (:mod:`superb.benchmark.schema`) like a
+  fresh config; a custom upstream it names (``file.py:Class``, ``module:Class``) is imported only
+  when the user names the same upstream again (``superb evaluate --upstream``) or passes
+  ``--trust-run-dir``.
+* A run that fails before training (bad config, names, data) leaves no trace that would block
+  its own ``--output``; ``--resume`` rewinds ``log.jsonl`` to the saved step.
+
 Output directory::
 
     config.json        resolved config (written first; marks the directory as a run)
@@ -23,9 +40,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,13 +52,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from superb.downstream import fileio
 from superb.downstream.audio import SAMPLE_RATE, load_audio
 from superb.downstream.featurizer import Featurizer
 from superb.downstream.sampler import DurationBatchSampler
 from superb.downstream.tasks import Example, Task, get_task
 from superb.upstream import build_upstream
+from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
+from superb.upstream.custom import canonical_name, is_custom_name
 
-from .config import diff_configs
+from .config import ConfigError, diff_configs
+from .schema import validate_config
 
 RESULTS_VERSION = 1
 
@@ -56,12 +77,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in _DEVICE_TYPES:
+        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: MPS is not available on this machine")
     return device
 
 
@@ -78,16 +113,50 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+atomic_write_json = fileio.atomic_write_json
+atomic_torch_save = fileio.atomic_torch_save
+
+#: files of a run folder that belong to no run (the lock) - ignored when checking ``--output``
+_NOT_A_RUN = {fileio.DirectoryLock.NAME}
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def plain_data(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays turned into Python numbers/lists (tensors kept).
+
+    Run-folder checkpoints hold only what :func:`safe_load` admits without foreign globals.
+    """
+    if isinstance(obj, dict):
+        return {k: plain_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain_data(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def load_run_checkpoint(path: Path) -> Dict[str, Any]:
+    """A run folder's ``last.pt``/``best.pt``, loaded without running code from it."""
+    try:
+        obj = safe_load(path, allow_foreign=False)
+    except UnsafeCheckpointError as exc:
+        what = f"the global {exc.global_name!r}" if exc.global_name else "content"
+        raise RunDirectoryError(
+            f"refusing to load {path}: it holds {what} that a superb run never writes (a run "
+            "folder's checkpoints hold only tensors and plain data); it was not written by superb "
+            "or was tampered with"
+        ) from None
+    if not isinstance(obj, dict):
+        raise RunDirectoryError(f"{path}: not a superb run checkpoint (expected a dict, found {type(obj).__name__})")
+    return obj
+
+
+def read_run_config(path: Path) -> Dict[str, Any]:
+    config = fileio.read_json(path)
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("task", "upstream", "runner")):
+        raise RunDirectoryError(f"{path}: not a superb run config (needs task, upstream and runner sections)")
+    return config
 
 
 def package_versions() -> Dict[str, str]:
@@ -117,30 +186,79 @@ class Runner:
         self.output_dir = Path(output_dir)
         self.progress = progress
         self.resume = resume
-        config = self._check_output(config, resume)
-        self._build(config)  # fails before anything is written when names, weights or data are bad
-        (self.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.output_dir / "config.json", config)
+        self.optimizer = None
+        existed = self.output_dir.exists()
+        self._lock = self._take_lock()
+        try:
+            config = self._check_output(config, resume)
+            self._build(config)  # fails before anything is written when names, weights or data are bad
+            if self.task.trainable:
+                self.optimizer = self._build_optimizer()
+            if resume:
+                self._check_resumable()
+            (self.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.output_dir / "config.json", config)
+        except BaseException:
+            self.close()
+            leftovers = [p for p in self.output_dir.iterdir() if p.name not in _NOT_A_RUN] if self.output_dir.is_dir() else []
+            if not leftovers:  # nothing of a run was written: leave the folder as it was
+                (self.output_dir / fileio.DirectoryLock.NAME).unlink(missing_ok=True)
+                if not existed:
+                    shutil.rmtree(self.output_dir, ignore_errors=True)
+            raise
+
+    def _take_lock(self) -> fileio.DirectoryLock:
+        try:
+            return fileio.DirectoryLock(self.output_dir).acquire()
+        except fileio.LockedError as exc:
+            raise RunDirectoryError(f"output directory {exc}; wait for it or choose another --output") from None
+
+    def close(self) -> None:
+        """Release the run folder's lock (``run()`` and ``evaluate_run`` do this themselves)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
 
     @classmethod
-    def for_evaluation(cls, run_dir, device: Optional[str] = None, progress: bool = True) -> "Runner":
-        """Rebuild a finished run (config, data, upstream, best featurizer and head) read-only."""
+    def for_evaluation(cls, run_dir, device: Optional[str] = None, progress: bool = True,
+                       upstream: Optional[str] = None, trust_run_dir: bool = False) -> "Runner":
+        """Rebuild a finished run (config, data, upstream, best featurizer and head) read-only.
+
+        The run folder is data: a custom upstream (``file.py:Class``, ``module:Class``) that its
+        ``config.json`` names is imported only when ``upstream`` names it again or
+        ``trust_run_dir`` is set. The caller releases the folder's lock with :meth:`close`.
+        """
         run_dir = Path(run_dir)
         cfg_path, best_path = run_dir / "config.json", run_dir / "checkpoints" / "best.pt"
         if not cfg_path.is_file():
             raise RunDirectoryError(f"{run_dir} is not a superb run directory (no config.json)")
         if not best_path.is_file():
             raise RunDirectoryError(f"{run_dir}: no checkpoints/best.pt yet (the run has not evaluated dev)")
-        config = json.loads(cfg_path.read_text())
+        config = read_run_config(cfg_path)
+        name = str(config["upstream"].get("name"))
+        if upstream is not None and canonical_name(upstream) != canonical_name(name):
+            raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {run_dir} ({name!r})")
+        if is_custom_name(name) and upstream is None and not trust_run_dir:
+            raise RunDirectoryError(
+                f"{cfg_path} names the custom upstream {name!r}; a run folder is data, so superb does not "
+                f"import code it names. Pass --upstream {name!r} to run that code, or --trust-run-dir"
+            )
         if device:
             config["device"] = device
         runner = cls.__new__(cls)
-        runner.output_dir, runner.progress, runner.resume = run_dir, progress, True
-        runner._build(config)
-        runner.load_best()
+        runner.output_dir, runner.progress, runner.resume, runner.optimizer = run_dir, progress, True, None
+        runner._lock = runner._take_lock()
+        try:
+            runner._build(config)
+            runner.load_best()
+        except BaseException:
+            runner.close()
+            raise
         return runner
 
     def _build(self, config: Dict[str, Any]) -> None:
+        validate_config(config, trainable=get_task(config["task"]["name"]).trainable)
         self.config = config
         self.device = pick_device(config.get("device", "auto"))
         self.amp = self.device.type == "cuda"
@@ -156,7 +274,7 @@ class Runner:
         self.head = self.task.build_head(self.featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
 
     def load_best(self) -> Dict[str, Any]:
-        best = torch.load(self.output_dir / "checkpoints" / "best.pt", map_location=self.device, weights_only=True)
+        best = load_run_checkpoint(self.output_dir / "checkpoints" / "best.pt")
         self.featurizer.load_state_dict(best["featurizer"])
         self.head.load_state_dict(best["head"])
         return best
@@ -169,7 +287,7 @@ class Runner:
         if resume:
             if not cfg_path.is_file():
                 raise RunDirectoryError(f"--resume: {out} holds no run to resume (no config.json)")
-            saved = json.loads(cfg_path.read_text())
+            saved = read_run_config(cfg_path)
             allowed = {"runner.total_steps", "device"}
             diff = [k for k in diff_configs(saved, config) if k not in allowed]
             if diff:
@@ -180,15 +298,37 @@ class Runner:
             saved["runner"]["total_steps"] = config["runner"]["total_steps"]
             saved["device"] = config.get("device", "auto")
             return saved
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name not in _NOT_A_RUN for p in out.iterdir()):
             if cfg_path.is_file():
-                other = json.loads(cfg_path.read_text())
+                try:
+                    other = read_run_config(cfg_path)
+                    what = f" (task {other['task'].get('name')}, upstream {other['upstream'].get('name')})"
+                except ValueError as exc:
+                    what = f" ({exc})"
                 raise RunDirectoryError(
-                    f"output directory {out} holds another run (task {other['task']['name']}, upstream "
-                    f"{other['upstream']['name']}); pass --resume to continue it or choose another --output"
+                    f"output directory {out} holds another run{what}; pass --resume to continue it or "
+                    "choose another --output"
                 )
             raise RunDirectoryError(f"output directory {out} is not empty and holds no superb run; choose another --output")
         return config
+
+    def _check_resumable(self) -> None:
+        last = self.output_dir / "checkpoints" / "last.pt"
+        if self.task.trainable and not last.is_file() and not (self.output_dir / "results.json").is_file():
+            every = self.config["runner"].get("save_every")
+            raise RunDirectoryError(
+                f"--resume: {last} does not exist: the run in {self.output_dir} stopped before its first save "
+                f"(runner.save_every={every}); delete {self.output_dir} to start over"
+            )
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        opt_cfg = dict(self.config["optimizer"])
+        opt_cls = getattr(torch.optim, opt_cfg.pop("name"))
+        params = [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
+        try:
+            return opt_cls(params, **opt_cfg)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"optimizer {self.config['optimizer']}: {exc}") from None
 
     def _data_dir(self) -> Path:
         data = self.config["data"]
@@ -258,14 +398,22 @@ class Runner:
 
     # -- state ----------------------------------------------------------------------------------
     def _rng_state(self) -> Dict[str, Any]:
-        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        """Every RNG state as plain data and tensors (no numpy objects: see :func:`load_run_checkpoint`)."""
+        version, internal, gauss = random.getstate()
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state = {"python": [version, list(internal), gauss],
+                 "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+                 "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def _set_rng_state(self, state: Dict[str, Any]) -> None:
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        version, internal, gauss = state["python"]
+        random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -278,25 +426,29 @@ class Runner:
         rc = self.config["runner"]
         total, accumulate = int(rc["total_steps"]), int(rc["accumulate"])
         params = [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
-        opt_cfg = dict(self.config["optimizer"])
-        opt_cls = getattr(torch.optim, opt_cfg.pop("name"), None)
-        if opt_cls is None:
-            raise ValueError(f"optimizer.name {self.config['optimizer']['name']!r} is not a torch.optim optimiser")
-        optimizer = opt_cls(params, **opt_cfg)
+        optimizer = self.optimizer if self.optimizer is not None else self._build_optimizer()
         train = self.splits["train"]
         sampler = self._sampler(train, train=True)
         state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "history": [], "elapsed": 0.0}
         ckpt_dir = self.output_dir / "checkpoints"
         last_path = ckpt_dir / "last.pt"
-        if self.resume and last_path.is_file():
-            saved = torch.load(last_path, map_location=self.device, weights_only=False)
-            self.featurizer.load_state_dict(saved["featurizer"])
-            self.head.load_state_dict(saved["head"])
-            optimizer.load_state_dict(saved["optimizer"])
-            state = saved["state"]
-            self._set_rng_state(saved["rng"])
-        start_time = time.time() - state["elapsed"]
         log_path = self.output_dir / "log.jsonl"
+        fileio.remove_stale_tmp(self.output_dir)
+        fileio.remove_stale_tmp(ckpt_dir)
+        if self.resume and last_path.is_file():
+            saved = load_run_checkpoint(last_path)
+            try:
+                self.featurizer.load_state_dict(saved["featurizer"])
+                self.head.load_state_dict(saved["head"])
+                optimizer.load_state_dict(saved["optimizer"])
+                state = saved["state"]
+                self._set_rng_state(saved["rng"])
+            except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+                raise RunDirectoryError(f"{last_path}: not a resumable superb checkpoint ({type(exc).__name__}: {exc})") from None
+            self._rewind_log(log_path, int(state["step"]))
+        elif log_path.exists():
+            log_path.unlink()  # a fresh start (no save yet) keeps no lines of an earlier attempt
+        start_time = time.time() - state["elapsed"]
         self.featurizer.train()
         self.head.train()
         primary = self.task.primary_metric
@@ -330,15 +482,14 @@ class Runner:
             running.append(loss_sum)
             bar.update(1)
             if step % int(rc["log_every"]) == 0 or step == total:
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"step": step, "loss": float(np.mean(running))}) + "\n")
+                fileio.append_line(log_path, json.dumps({"step": step, "loss": float(np.mean(running))}))
                 bar.set_postfix(loss=f"{np.mean(running):.3f}", **({f"dev_{primary}": f"{state['history'][-1][primary]:.2f}"} if state["history"] else {}))
                 running = []
             if step % int(rc["eval_every"]) == 0 or step == total:
                 metrics, _ = self.evaluate("dev")
+                metrics = plain_data(metrics)
                 state["history"].append({"step": step, **metrics})
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"step": step, "dev": metrics}) + "\n")
+                fileio.append_line(log_path, json.dumps({"step": step, "dev": metrics}))
                 if self.task.is_better(metrics[primary], state["best"]):
                     state["best"], state["best_step"] = metrics[primary], step
                     atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
@@ -347,20 +498,43 @@ class Runner:
             if step % int(rc["save_every"]) == 0 or step == total:
                 state["elapsed"] = time.time() - start_time
                 atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "state": state, "rng": self._rng_state()},
+                                   "optimizer": optimizer.state_dict(), "state": plain_data(state),
+                                   "rng": self._rng_state()},
                                   last_path)
             self._after_step(step)
         bar.close()
         state["elapsed"] = time.time() - start_time
         return state
 
+    @staticmethod
+    def _rewind_log(log_path: Path, step: int) -> None:
+        """Drop the log lines written after the saved step (they will be written again)."""
+        if not log_path.is_file():
+            return
+        kept = []
+        for line in fileio.read_text(log_path).splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+                kept.append(line)
+        fileio.atomic_write_text(log_path, "".join(l + "\n" for l in kept))
+
     def run(self) -> Dict[str, Any]:
         """Train, then test with the best dev checkpoint and write results.json.
 
         Tasks without training (``task.trainable = False``, e.g. QbE) instead get
         ``task.run_untrained(runner)``, which returns ``{"metrics", "predictions", "layer_weights"}``
-        plus optional extra keys that are copied into the results.
+        plus optional extra keys that are copied into the results. The folder's lock is released
+        when this returns or raises.
         """
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> Dict[str, Any]:
         if not self.task.trainable:
             start = time.time()
             out = self.task.run_untrained(self)
@@ -420,15 +594,24 @@ class Runner:
         }
 
 
-def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, progress: bool = True) -> Dict[str, float]:
-    """Re-evaluate a finished run's best checkpoint on ``split``; writes ``evaluate-<split>.json``."""
-    runner = Runner.for_evaluation(run_dir, device=device, progress=progress)
-    if split not in runner.splits:
-        raise ValueError(f"unknown split {split!r}; this task has {', '.join(runner.splits)}")
-    metrics, preds = runner.evaluate(split)
-    runner.task.write_predictions(runner.output_dir / "evaluate", split, runner.splits[split], preds)
-    atomic_write_json(runner.output_dir / f"evaluate-{split}.json", {"split": split, "metrics": metrics})
-    return metrics
+def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, progress: bool = True,
+                 upstream: Optional[str] = None, trust_run_dir: bool = False) -> Dict[str, float]:
+    """Re-evaluate a finished run's best checkpoint on ``split``; writes ``evaluate-<split>.json``.
+
+    ``upstream``/``trust_run_dir``: see :meth:`Runner.for_evaluation` (custom upstreams).
+    """
+    runner = Runner.for_evaluation(run_dir, device=device, progress=progress, upstream=upstream,
+                                   trust_run_dir=trust_run_dir)
+    try:
+        if split not in runner.splits:
+            raise ValueError(f"unknown split {split!r}; this task has {', '.join(runner.splits)}")
+        metrics, preds = runner.evaluate(split)
+        metrics = plain_data(metrics)
+        runner.task.write_predictions(runner.output_dir / "evaluate", split, runner.splits[split], preds)
+        atomic_write_json(runner.output_dir / f"evaluate-{split}.json", {"split": split, "metrics": metrics})
+        return metrics
+    finally:
+        runner.close()
 
 
 def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
@@ -447,7 +630,7 @@ def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, prog
         sub["task"]["fold"] = fold
         fold_dir = output_dir / f"fold{fold}"
         if resume and (fold_dir / "results.json").is_file():
-            per_fold[str(fold)] = json.loads((fold_dir / "results.json").read_text())
+            per_fold[str(fold)] = fileio.read_json(fold_dir / "results.json")
             continue
         per_fold[str(fold)] = Runner(sub, fold_dir, resume=resume and (fold_dir / "config.json").is_file(),
                                      progress=progress).run()

@@ -36,7 +36,9 @@ The prediction files come from each run's ``results.json`` (``predictions[<test 
 ``folds``). Every file is validated -- and converted where the task's own format differs (an IC
 header row, ASV ``enroll test score`` lines) -- before anything is written; problems name the
 run, the file and the line. Tasks of the public set without a run are listed (``--require-all``
-makes that an error). The archive is deterministic (sorted entries, fixed timestamps).
+makes that an error); runs of no public-set task at all are an error, not an empty zip. Prediction
+paths must stay inside their run folder (see :mod:`superb.benchmark.export`). The archive is
+deterministic (sorted entries, fixed timestamps).
 """
 from __future__ import annotations
 
@@ -242,7 +244,15 @@ def _pick(task: str, target: SubmitTarget, files: List[Path], where: str) -> Pat
                       f"file; expected one named {' or '.join(target.sources)}")
 
 
-def _exists(task: str, f: Path) -> Path:
+def _exists(task: str, f: Path, entry: Optional[TaskEntry] = None) -> Path:
+    """``f`` if it is a file; with ``entry``, also inside one of the entry's run folders (collect()
+    already refuses paths leading out of a run folder; this guards TaskEntry objects built elsewhere)."""
+    if entry is not None and entry.runs:
+        real = Path(f).resolve()
+        roots = [r.run_dir.resolve() for r in entry.runs]
+        if not any(real.is_relative_to(root) for root in roots):
+            raise SubmitError(f"{task}: prediction file {f} (listed in {_where(entry)}) is outside the run folder "
+                              f"{', '.join(map(str, roots))}; refusing to read it")
     if not f.is_file():
         raise SubmitError(f"{task}: prediction file listed in results.json is missing: {f}")
     return f
@@ -256,7 +266,7 @@ def _plan_sd(task: str, entry: TaskEntry, target: SubmitTarget, where: str, sd_h
     """SD: the run's test prediction files, keeping their paths below the split folder, plus
     ``frame_shift``. With ``sd_h5`` each ``posteriors/<recording>.npy`` becomes ``<recording>.h5``
     with the dataset ``T_hat`` (s3prl's prediction files, which the leaderboard's scorer reads)."""
-    files = [_exists(task, f) for f in entry.predictions]
+    files = [_exists(task, f, entry) for f in entry.predictions]
     if not [f for f in files if f.name != "frame_shift"]:
         raise SubmitError(f"{task}: {where} lists no test prediction files")
     base = Path(os.path.commonpath([str(f.parent) for f in files]))
@@ -316,7 +326,7 @@ def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: boo
             raise SubmitError(f"{task}: folds {', '.join(map(str, missing))} missing ({names}) in {where}; the leaderboard "
                               f"scores {task.upper()} only with all {target.folds} folds")
         for k in range(1, target.folds + 1):
-            src = _exists(task, _pick(task, target, have[k], f"fold {k} of {where}"))
+            src = _exists(task, _pick(task, target, have[k], f"fold {k} of {where}"), entry)
             out[f"predict/{target.folder.format(fold=k)}/{target.file}"] = FORMATS[target.fmt](src)
         return out
     if target.fmt == "sd_dir":
@@ -327,7 +337,7 @@ def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: boo
             raise SubmitError(f"{task}: {where} has neither a metrics.txt prediction file nor test metrics")
         out[dest] = "".join(f"{k} {float(v)}\n" for k, v in entry.metrics.items()).encode()
         return out
-    src = _exists(task, _pick(task, target, entry.predictions, where))
+    src = _exists(task, _pick(task, target, entry.predictions, where), entry)
     out[dest] = FORMATS[target.fmt](src)
     return out
 
@@ -369,6 +379,10 @@ def plan_submission(col: Collection, upstream: Optional[str] = None, require_all
         errors.append(f"--require-all: no runs for {', '.join(missing)}")
     if errors:
         raise SubmitError("the submission is not valid; nothing was written:\n  " + "\n  ".join(errors))
+    if not files:
+        found = f"its runs are of {', '.join(ignored)}, not part of the public set" if ignored else "it has no runs"
+        raise SubmitError(f"nothing to submit for upstream {up.label}: {found}; the public set's tasks are "
+                          f"{', '.join(LAYOUT)}. Nothing was written")
     return Plan(up.label, files, included, missing, ignored)
 
 

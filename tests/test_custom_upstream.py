@@ -57,7 +57,10 @@ def test_readme_example_runs_a_task_and_evaluates_from_elsewhere(tmp_path, monke
     assert results["steps"] == 3 and len(results["layer_weights"]) == 3
     capsys.readouterr()
     monkeypatch.chdir(tmp_path)
-    assert main(["evaluate", str(out), "--quiet"]) == 0
+    # the run folder is data: the custom upstream it names runs only when named again
+    assert main(["evaluate", str(out), "--quiet"]) == 2
+    assert "--trust-run-dir" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--quiet", "--upstream", REF]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["metrics"]["accuracy"] == pytest.approx(results["metrics"]["test"]["accuracy"])
     assert main(["export", str(out)]) == 0

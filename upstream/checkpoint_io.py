@@ -321,7 +321,9 @@ def pickle_globals(path) -> Set[str]:
                 except (ValueError, EOFError):
                     break
         return found
-    except (zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"cannot read checkpoint {path}: truncated or corrupt zip file ({exc})") from exc
+    except pickle.UnpicklingError as exc:
         if isinstance(exc, UnsafeCheckpointError):
             raise
         raise UnsafeCheckpointError(path, None, f"unreadable pickle stream ({exc})") from exc
@@ -341,17 +343,24 @@ def _allowed_by_torch() -> Set[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def safe_load(path) -> Any:
+def safe_load(path, allow_foreign: bool = True) -> Any:
     """Load a ``torch.save`` file on CPU without executing code from it (see module docstring).
 
     Foreign objects come back as :class:`ForeignObject` stand-ins; use :func:`to_plain` to turn
-    configuration objects into dicts. Raises :class:`UnsafeCheckpointError` naming the first
-    refused global, ``FileNotFoundError`` for a missing file.
+    configuration objects into dicts. ``allow_foreign=False`` (files superb wrote itself, such as
+    a run's ``checkpoints/last.pt``) admits only tensors and plain data. Raises
+    :class:`UnsafeCheckpointError` naming the first refused global, ``FileNotFoundError`` for a
+    missing file and ``ValueError`` naming the file for an empty, truncated or corrupt one.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    found = pickle_globals(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read checkpoint {path}: the file is empty")
+    try:
+        found = pickle_globals(path)
+    except (EOFError, OSError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: truncated or corrupt file ({exc})") from exc
     torch_allowed = _allowed_by_torch()
     extra: List[Tuple[Any, str]] = []
     refused = []
@@ -360,7 +369,7 @@ def safe_load(path) -> Any:
             continue
         if full in _SAFE_BUILTINS:
             extra.append((_SAFE_BUILTINS[full], full))
-        elif _is_foreign(full):
+        elif allow_foreign and _is_foreign(full):
             extra.append((foreign_class(full), full))
         else:
             refused.append(full)
@@ -371,9 +380,11 @@ def safe_load(path) -> Any:
         with torch.serialization.safe_globals(extra):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "truncated" in str(exc).lower() or "ran out of input" in str(exc).lower():
+            raise ValueError(f"cannot read checkpoint {path}: truncated or corrupt file ({exc})") from exc
         raise UnsafeCheckpointError(path, None, f"torch's restricted unpickler refused it: {exc}") from exc
-    except RuntimeError as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: truncated or corrupt file ({exc})") from exc
 
 
 _SAFETENSORS_DTYPES = {

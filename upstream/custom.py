@@ -64,6 +64,18 @@ def is_custom_name(name: str) -> bool:
     return name.startswith("hear:") or bool(_CLASS_REF.match(name))
 
 
+def canonical_name(name: str) -> str:
+    """The name a custom upstream is recorded under (file paths resolved), importing nothing."""
+    name = str(name).strip()
+    m = _CLASS_REF.match(name)
+    if name.startswith("hear:") or not m:
+        return name
+    target, cls_name = name.rsplit(":", 1)
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        target = str(Path(target).expanduser().resolve())
+    return f"{target}:{cls_name}"
+
+
 # ---------------------------------------------------------------------------------------------
 # file.py:Class and module:Class
 # ---------------------------------------------------------------------------------------------

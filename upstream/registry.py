@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import re
 from dataclasses import dataclass, field
@@ -148,6 +149,65 @@ def build_upstream(name: str, ckpt=None, random_init: bool = False, **options) -
         )
     if path is not None and not spec.needs_weights and not spec.weights_optional:
         raise ValueError(f"upstream {spec.name!r} has no weights; do not pass a checkpoint")
+    _check_options(spec, options)
     model = spec.factory(path, **options)
     model.upstream_name = spec.name
     return model
+
+
+def _named_parameters(func, skip_first: bool) -> Optional[List[str]]:
+    """Keyword-usable parameter names of ``func``; ``None`` when it takes ``**kwargs`` or has no
+    readable signature."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if skip_first and params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def accepted_options(spec: UpstreamSpec) -> Optional[List[str]]:
+    """The option names ``spec.factory`` accepts, when they can be read from signatures.
+
+    The factory's own signature (after ``ckpt``) when it names its options; a factory of the form
+    ``factory(ckpt, **options)`` that forwards to the one :class:`Upstream` class it closes over
+    (``cls(**options)``, as the FBANK/MFCC baselines do) accepts that class's constructor
+    arguments. ``None`` when neither tells (factories that pass ``**options`` on to loaders or
+    config builders, which check the names themselves)."""
+    names = _named_parameters(spec.factory, skip_first=True)
+    if names is not None:
+        return names
+    try:
+        closed = inspect.getclosurevars(spec.factory).nonlocals
+    except (TypeError, ValueError):
+        return None
+    classes = [v for v in closed.values() if isinstance(v, type) and issubclass(v, Upstream)]
+    if len(classes) != 1:
+        return None
+    return _named_parameters(classes[0], skip_first=False)
+
+
+def _check_options(spec: UpstreamSpec, options: Dict[str, object]) -> None:
+    """Unknown ``--upstream-option`` names are a ValueError naming them, the upstream and the
+    accepted options -- checked before building, so a TypeError raised inside model code is
+    never mistaken for a bad option (nor hidden)."""
+    if not options:
+        return
+    accepted = accepted_options(spec)
+    if accepted is None:
+        return
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, accepted, n=1)
+            if close:
+                hints.append(f"{k} -> {close[0]}?")
+        hint = f" (did you mean {', '.join(hints)})" if hints else ""
+        raise ValueError(
+            f"upstream {spec.name!r} does not accept option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}{hint}; accepted options: {', '.join(accepted) or 'none'}"
+        )

@@ -19,6 +19,7 @@ every generator the same shared pieces:
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from ..fileio import read_text
 from .espeak import SAMPLE_RATE, Engine
 from .noise import to_int16
 from .speakers import SpeakerPool, derive_seed, rng_for
@@ -130,7 +132,7 @@ def read_labels(split_dir: Path) -> list[dict[str, Any]]:
     """The records of ``<split_dir>/labels.jsonl``."""
     path = Path(split_dir) / LABELS_FILE
     out = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline=None) as f:  # a non-UTF-8 file is an error naming it
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:

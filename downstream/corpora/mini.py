@@ -67,6 +67,7 @@ from . import splits_librispeech, splits_speech_commands
 from . import splits_fluent_commands, splits_iemocap, splits_voxceleb1  # IC, ER, SID / ASV
 from . import splits_diarization, splits_quesst, splits_snips  # SD, QbE, SF
 from . import splits_commonvoice, splits_covost, splits_librimix, splits_vcc2020, splits_voicebank  # SG
+from ..fileio import read_text
 from .common import BuildContext, Builder
 from .espeak import get_engine
 
@@ -234,4 +235,4 @@ def split_info(split_dir: Path) -> dict:
     path = Path(split_dir) / COMPLETE
     if not path.is_file():
         raise FileNotFoundError(f"{split_dir} is not a complete mini-corpus split (no {COMPLETE})")
-    return json.loads(path.read_text())
+    return json.loads(read_text(path))

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import segment_for
+from ..audio import audio_files, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, write_lines
 
 BLANK = "<blank>"
@@ -63,13 +64,13 @@ def librispeech_manifest(root: Path, split: str, min_samples: int = 400) -> List
     for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir()):
         spk, chapter = chapter_dir.parent.name, chapter_dir.name
         trans_path = chapter_dir / f"{spk}-{chapter}.trans.txt"
-        audio = {p.stem: p for p in chapter_dir.glob("*.flac")}
+        audio = {p.stem: p for p in audio_files(chapter_dir, ext=".flac")}
         if not trans_path.is_file():
             if audio:
                 raise FileNotFoundError(f"missing transcript file {trans_path} for {len(audio)} audio files")
             continue
         texts: Dict[str, str] = {}
-        for n, line in enumerate(trans_path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_lines(trans_path), 1):
             if not line.strip():
                 continue
             utt, _, text = line.strip().partition(" ")

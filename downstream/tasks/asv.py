@@ -58,7 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import SAMPLE_RATE, check_unique_ids, segment_for
+from ..audio import SAMPLE_RATE, audio_files, check_unique_ids, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, write_lines
 from .sid import RandomCrops, check_rel_path, resolve_wav, utterance_name, voxceleb_roots
 
@@ -124,7 +125,7 @@ def read_trials(path: Path) -> List[Trial]:
     if not path.is_file():
         raise FileNotFoundError(f"VoxCeleb1 trial list not found: {path}")
     trials: List[Trial] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -178,7 +179,7 @@ def voxceleb1_verification(data_dir: Path, trials_file="veri_test2.txt", dev_tri
     dropped = 0
     speaker_dirs = sorted(p for p in train_root.iterdir() if p.is_dir() and p.name not in held_out)
     for spk_dir in speaker_dirs:
-        for wav in sorted(spk_dir.glob("*/*.wav")):
+        for wav in audio_files(spk_dir, "*/*"):
             rel = f"{spk_dir.name}/{wav.parent.name}/{wav.name}"
             seg = segment_for(wav, min_samples)
             if seg.num_samples <= min_keep:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..audio import AudioSegment
+from ..fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,5 @@ class UtterancePooledHead(nn.Module):
 
 def write_lines(path: Path, lines: Sequence[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
     return path

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import check_unique_ids, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, UtterancePooledHead, write_lines
 from .sid import accuracy
 
@@ -77,7 +78,7 @@ def iemocap_manifest(root: Path, min_samples: int = 400):
         examples: List[Example] = []
         for path in files:
             dialog = path.stem
-            for n, line in enumerate(path.read_text(encoding="utf-8", errors="strict").splitlines(), 1):
+            for n, line in enumerate(read_lines(path), 1):
                 m = _LINE.match(line.strip())
                 if not m:
                     continue

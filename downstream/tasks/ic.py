@@ -25,6 +25,7 @@ with ``<id>,<action>,<object>,<location>`` lines (no header), as s3prl writes th
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import check_unique_ids, segment_for
+from ..fileio import read_text
 from .base import Example, Task, UtterancePooledHead, write_lines
 from .sid import accuracy
 
@@ -45,7 +47,7 @@ def read_fsc_csv(root: Path, csv_path: Path, min_samples: int = 400) -> List[Exa
     if not csv_path.is_file():
         raise FileNotFoundError(f"Fluent Speech Commands CSV not found: {csv_path}")
     examples: List[Example] = []
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_text(csv_path), newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

@@ -29,7 +29,8 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..audio import SAMPLE_RATE, AudioError, segment_for
+from ..audio import SAMPLE_RATE, AudioError, audio_files, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, UtterancePooledHead, write_lines
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -43,7 +44,7 @@ TEST_DIR = "speech_commands_test_set_v0.01"
 def _read_list(path: Path) -> List[str]:
     if not path.is_file():
         raise FileNotFoundError(f"Speech Commands list file missing: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in read_lines(path) if line.strip()]
 
 
 def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
@@ -64,14 +65,14 @@ def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int
         raise FileNotFoundError(f"{train_root}: no word folders found")
     for word_dir in word_dirs:
         label = word_dir.name if word_dir.name in COMMANDS else UNKNOWN
-        for wav in sorted(word_dir.glob("*.wav")):
+        for wav in audio_files(word_dir):
             rel = f"{word_dir.name}/{wav.name}"
             if rel in tst:
                 continue
             split = "dev" if rel in val else "train"
             splits[split].append(Example(rel, segment_for(wav, min_samples, info_cache=cache), label))
     noise_dir = train_root / "_background_noise_"
-    noise_files = sorted(noise_dir.glob("*.wav")) if noise_dir.is_dir() else []
+    noise_files = audio_files(noise_dir) if noise_dir.is_dir() else []
     if not noise_files:
         raise FileNotFoundError(f"{noise_dir}: no background noise files to make {SILENCE} examples from")
     k = 0
@@ -87,7 +88,11 @@ def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int
     for label_dir in label_dirs:
         if label_dir.name not in CLASSES:
             raise ValueError(f"{label_dir}: unexpected label folder in the test archive (expected {', '.join(CLASSES)})")
-        for wav in sorted(label_dir.glob("*.wav")):
+        wavs = audio_files(label_dir)
+        if not wavs:
+            raise ValueError(f"{label_dir}: empty label folder in the test archive (no .wav files); "
+                             "the test set must be complete")
+        for wav in wavs:
             splits["test"].append(Example(f"{label_dir.name}/{wav.name}", segment_for(wav, min_samples, info_cache=cache),
                                           label_dir.name))
     for split, examples in splits.items():

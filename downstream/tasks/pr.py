@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fileio import read_lines
 from .asr import librispeech_manifest
 from .base import Example, Task, write_lines
 
@@ -52,7 +53,7 @@ def read_lexicon(paths: Sequence[Path]) -> Dict[str, Tuple[str, ...]]:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"lexicon file not found: {path}")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_lines(path), 1):
             if not line.strip():
                 continue
             word, *phones = line.split()

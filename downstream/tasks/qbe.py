@@ -56,6 +56,7 @@ above 2.0), for the chosen layer.
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -67,6 +68,7 @@ import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE, check_unique_ids, segment_for
+from ..fileio import atomic_write_bytes, read_lines
 from ..sampler import DurationBatchSampler
 from .base import Example, Task
 
@@ -87,7 +89,7 @@ def read_language_key(path: Path, root: Path, language: str) -> List[Tuple[str, 
     if not path.is_file():
         raise FileNotFoundError(f"QUESST language key list not found: {path}")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         fields = line.split()
@@ -142,7 +144,7 @@ def read_ground_truth(folder: Path) -> GroundTruth:
     rttm = _one(folder, "*.rttm")
     positives: Dict[str, Set[str]] = {}
     qset, dset = set(queries), set(docs)
-    for n, line in enumerate(rttm.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(rttm), 1):
         fields = line.split()
         if not fields or fields[0] != "LEXEME":
             continue
@@ -281,9 +283,9 @@ def write_stdlist(path: Path, query_names: Sequence[str], doc_names: Sequence[st
                                           "score": f"{s:.4f}", "decision": "YES" if s > threshold else "NO"})
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    ET.ElementTree(root).write(tmp, encoding="UTF-8", xml_declaration=True)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    ET.ElementTree(root).write(buf, encoding="UTF-8", xml_declaration=True)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -60,6 +60,7 @@ from scipy.signal import medfilt
 from torch import nn
 
 from ..audio import SAMPLE_RATE, audio_info, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, write_lines
 
 Interval = Tuple[float, float]
@@ -85,7 +86,7 @@ def _read_table(path: Path, min_fields: int, max_fields: Optional[int] = None) -
     if not path.is_file():
         raise FileNotFoundError(f"diarization data file not found: {path}")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         fields = line.split()

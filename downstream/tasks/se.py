@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Dict, List
 
-from ..audio import audio_info, check_unique_ids, segment_for
+from ..audio import audio_files, audio_info, check_unique_ids, segment_for
 from .base import Example
 from .enhancement import MaskTask
 
@@ -47,8 +47,8 @@ def _folder(root: Path, kind: str, set_name: str) -> Path:
 def voicebank_pairs(root: Path, set_name: str, min_samples: int = 400) -> List[Example]:
     """Parse one VoiceBank-DEMAND set into examples (noisy audio, label = (clean path,))."""
     noisy_dir, clean_dir = _folder(root, "noisy", set_name), _folder(root, "clean", set_name)
-    noisy = {p.name: p for p in noisy_dir.glob("*.wav")}
-    clean = {p.name: p for p in clean_dir.glob("*.wav")}
+    noisy = {p.name: p for p in audio_files(noisy_dir)}
+    clean = {p.name: p for p in audio_files(clean_dir)}
     if not noisy:
         raise ValueError(f"{noisy_dir} holds no .wav files")
     missing = sorted(set(noisy) - set(clean))

@@ -65,7 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import check_unique_ids, segment_for
+from ..audio import audio_files, check_unique_ids, segment_for
+from ..fileio import read_lines
 from .asr import VOCAB as CHAR_VOCAB, RNNCTCHead
 from .base import Example, Task, write_lines
 
@@ -139,7 +140,7 @@ def snips_manifest(root: Path, speakers: Dict[str, Sequence[str]], min_samples: 
         raise FileNotFoundError(f"SNIPS label file not found: {label_path}")
     labels: Dict[str, str] = {}
     slot_types = set()
-    for n, line in enumerate(label_path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(label_path), 1):
         if not line.strip():
             continue
         utt_id, words, tags, _ = parse_iob_line(line, f"{label_path}:{n}")
@@ -154,7 +155,7 @@ def snips_manifest(root: Path, speakers: Dict[str, Sequence[str]], min_samples: 
         if not split_dir.is_dir():
             raise FileNotFoundError(f"SNIPS split folder not found: {split_dir}")
         examples, seen = [], set()
-        for wav in sorted(split_dir.rglob("*.wav")):
+        for wav in audio_files(split_dir, recursive=True):
             uid = wav.stem
             if uid not in labels:
                 raise ValueError(f"{wav}: no line for {uid!r} in {label_path}")

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import SAMPLE_RATE, AudioSegment, check_unique_ids, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, UtterancePooledHead, write_lines
 
 #: where a VoxCeleb1 ``<id>/<video>/<n>.wav`` path is looked for, relative to ``--data``
@@ -121,7 +122,7 @@ def read_iden_split(path: Path) -> List[tuple]:
     if not path.is_file():
         raise FileNotFoundError(f"VoxCeleb1 identification split file not found: {path}")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         parts = line.split()

@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
-from ..audio import audio_info, check_unique_ids, segment_for
+from ..audio import audio_files, audio_info, check_unique_ids, segment_for
 from .base import Example
 from .enhancement import MaskTask
 
@@ -48,7 +48,7 @@ def librimix_split(root: Path, split: str, mixture: str = "mix_clean", min_sampl
     mix_dir = d / mixture
     if not mix_dir.is_dir():
         raise FileNotFoundError(f"Libri2Mix mixture folder not found: {mix_dir}")
-    mixes = sorted(mix_dir.glob("*.wav"))
+    mixes = audio_files(mix_dir)
     if not mixes:
         raise ValueError(f"{mix_dir} holds no .wav files")
     out = []

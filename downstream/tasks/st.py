@@ -50,6 +50,7 @@ from torch import nn
 
 from .. import sg_metrics as M
 from ..audio import check_unique_ids, segment_for
+from ..fileio import read_text
 from .base import Example, Task, write_lines
 
 SPLIT_VALUES = {"train": ("train", "train_covost"), "dev": ("dev",), "test": ("test",)}
@@ -61,7 +62,7 @@ UNK, BOS, EOS, PAD = 0, 1, 2, 3
 # --------------------------------------------------------------------------------------------
 def read_tsv(path: Path) -> List[Dict[str, str]]:
     """A CoVoST / Common Voice table (tab-separated, header, QUOTE_NONE, backslash escapes)."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
         try:
             header = next(reader)

@@ -73,7 +73,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import sg_metrics as M
-from ..audio import SAMPLE_RATE, check_unique_ids, load_audio, segment_for
+from ..audio import SAMPLE_RATE, audio_files, check_unique_ids, load_audio, segment_for
+from ..fileio import read_lines
 from .base import Example, Task, write_lines
 from .enhancement import _read, align_frames, write_listening_example
 
@@ -255,7 +256,7 @@ _UTT = re.compile(r"^E\d+$")
 def read_prompts(path: Path) -> Dict[str, str]:
     """``Eng_transcriptions.txt``: ``<number> <sentence>`` lines -> {"E<number>": sentence}."""
     out = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         num, _, text = line.strip().partition(" ")
@@ -269,7 +270,7 @@ def _speaker_files(root: Path, spk: str, prefix: str) -> Dict[str, Path]:
     d = root / spk
     if not d.is_dir():
         raise FileNotFoundError(f"VCC2020 speaker folder not found: {d}")
-    files = {p.stem: p for p in sorted(d.glob(f"{prefix}*.wav"))}
+    files = {p.stem: p for p in audio_files(d, f"{prefix}*")}
     bad = [n for n in files if not _UTT.match(n)]
     if bad:
         raise ValueError(f"{d}: file names must be E<number>.wav, got {bad[:3]}")

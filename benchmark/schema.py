@@ -1,0 +1,116 @@
+"""Types and ranges of the runner, optimiser, batch and featurizer sections of a run's config.
+
+Each section is a dataclass whose fields carry their type and bounds; :func:`validate_config`
+checks a resolved config against them **before anything is built or written**, so
+``runner.accumulate=0``, ``runner.eval_every=-1`` or ``batch.max_seconds=abc`` is a one-line
+error naming the key and the value, not a silent no-op or a ``ZeroDivisionError`` later.
+
+Rules: integer fields take ints (and integral floats such as ``2e3``); float fields take ints or
+floats; booleans are refused where a number goes (YAML reads ``yes`` as ``True``); ``None`` only
+where the field says ``Optional``. Tasks without training (``trainable = False``, QbE) use only
+``runner.seed`` and ``batch.eval_max_seconds``, so only the keys present are checked for them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+from .config import ConfigError
+
+
+def _spec(kind: str, low: Optional[float] = None, low_open: bool = False, optional: bool = False, doc: str = ""):
+    return field(default=None, metadata={"kind": kind, "low": low, "low_open": low_open, "optional": optional,
+                                         "doc": doc})
+
+
+@dataclass
+class RunnerConfig:
+    total_steps: Optional[int] = _spec("int", 1, doc="optimiser steps")
+    eval_every: Optional[int] = _spec("int", 1, doc="steps between dev evaluations")
+    save_every: Optional[int] = _spec("int", 1, doc="steps between saves of checkpoints/last.pt")
+    log_every: Optional[int] = _spec("int", 1, doc="steps between log.jsonl lines")
+    accumulate: Optional[int] = _spec("int", 1, doc="batches per optimiser step")
+    grad_clip: Optional[float] = _spec("float", 0, optional=True, doc="max gradient norm (null or 0: no clipping)")
+    seed: Optional[int] = _spec("int", 0, doc="seed of every RNG")
+
+
+@dataclass
+class OptimizerConfig:
+    name: Optional[str] = _spec("optimizer", doc="a torch.optim optimiser class")
+    lr: Optional[float] = _spec("float", 0, low_open=True, doc="learning rate")
+
+
+@dataclass
+class BatchConfig:
+    max_seconds: Optional[float] = _spec("float", 0, low_open=True, doc="seconds of audio per training batch")
+    eval_max_seconds: Optional[float] = _spec("float", 0, low_open=True, doc="seconds of audio per dev/test batch")
+
+
+@dataclass
+class FeaturizerConfig:
+    layer: Optional[int] = _spec("int", optional=True, doc="one hidden state instead of the weighted sum (null: all)")
+    layer_norm: Optional[bool] = _spec("bool", doc="layer-normalise each hidden state before the sum")
+
+
+SECTIONS = {"runner": RunnerConfig, "optimizer": OptimizerConfig, "batch": BatchConfig, "featurizer": FeaturizerConfig}
+
+
+def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
+    kind = meta["kind"]
+    if value is None:
+        if meta["optional"]:
+            return None
+        raise ConfigError(f"config key {key} must be set (got null)")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key} must be true or false, got {value!r}")
+        return value
+    if kind == "optimizer":
+        import torch
+
+        cls = getattr(torch.optim, value, None) if isinstance(value, str) else None
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ConfigError(f"config key {key} must name a torch.optim optimiser (Adam, AdamW, SGD, ...), got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config key {key} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"config key {key} must be finite, got {value!r}")
+    if kind == "int":
+        if float(value) != int(value):
+            raise ConfigError(f"config key {key} must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    low = meta["low"]
+    if low is not None and (value <= low if meta["low_open"] else value < low):
+        bound = f"> {low:g}" if meta["low_open"] else f">= {low:g}"
+        raise ConfigError(f"config key {key} must be {bound}, got {value!r}")
+    return value
+
+
+def validate_config(config: Dict[str, Any], trainable: bool = True) -> Dict[str, Any]:
+    """Check every field of :data:`SECTIONS` in ``config``; returns normalised sections.
+
+    For trainable tasks every field except the ``optional`` ones must be present; for tasks
+    without training only the keys present are checked (``optimizer`` may be null).
+    """
+    out: Dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        values = config.get(section)
+        if values is None and (not trainable or section == "featurizer"):
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config section {section} must be a mapping, got {values!r}")
+        checked = {}
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            if f.name not in values:
+                if trainable and not f.metadata["optional"]:
+                    raise ConfigError(f"config key {key} is missing ({f.metadata['doc']})")
+                continue
+            checked[f.name] = _check_value(key, values[f.name], f.metadata)
+        out[section] = cls(**checked)
+    return out
