@@ -62,6 +62,8 @@ def cmd_run(args) -> int:
         "device": args.device,
         **cfg,
     }
+    if args.upstream_feature:
+        cfg["upstream"]["feature"] = args.upstream_feature
     if args.seed is not None:
         cfg["runner"]["seed"] = args.seed
     # file/module upstreams ("path/to/file.py:Class") get a flat, filesystem-safe folder name
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--upstream-ckpt", help="checkpoint file or model folder of a pretrained upstream")
     run.add_argument("--random-init", action="store_true", help="benchmark the untrained architecture (recorded in results)")
     run.add_argument("--upstream-option", action="append", metavar="KEY=VALUE", help="option passed to the upstream (repeatable)")
+    run.add_argument("--upstream-feature", metavar="NAME",
+                     help="hidden states given to the featurizer: hidden_states (default, all), last_hidden_state, "
+                          "hidden_state_N, or layers:0,3,5-7 (s3prl's -s)")
     run.add_argument("--config", help="YAML file overriding the task recipe")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key, e.g. optimizer.lr=1e-3")
     run.add_argument("--max-steps", type=int, help="training steps (overrides runner.total_steps)")

@@ -9,7 +9,13 @@
   the epoch's batch list, every RNG state, dev history, elapsed time) is written atomically to
   ``checkpoints/last.pt``. ``--resume`` continues from it; a killed run loses at most the steps
   since that save and ends with the same numbers as an uninterrupted one (CPU, fixed seed).
-* CUDA is used when present (bf16 autocast for upstream and head; losses in float32).
+* CUDA is used when present. ``runner.precision`` is ``fp32`` by default, as in s3prl; ``bf16``
+  or ``fp16`` (opt-in) autocast the upstream and the head on CUDA, losses stay float32, fp16
+  uses a gradient scaler. CPU runs are always fp32. The precision used is in results.json.
+* ``scheduler:`` sets the learning rate of every step (:mod:`superb.benchmark.schedulers`).
+* ``upstream.feature`` (``--upstream-feature``) selects the hidden states that reach the
+  featurizer: ``hidden_states`` (all, the SUPERB protocol), ``last_hidden_state``,
+  ``hidden_state_N`` or ``layers:0,3,5-7``; recorded in results.json.
 
 A run folder is **data, never code**, and it belongs to one process at a time:
 
@@ -62,7 +68,52 @@ from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
 from superb.upstream.custom import canonical_name, is_custom_name
 
 from .config import ConfigError, diff_configs
+from .schedulers import Schedule
 from .schema import validate_config
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_settings(device_type: str, precision: Optional[str]) -> tuple:
+    """``(precision used, autocast enabled, autocast dtype)`` for a device and ``runner.precision``.
+
+    fp32 unless the recipe opts into bf16/fp16, and then only on CUDA (s3prl trains in fp32).
+    """
+    used = (precision or "fp32") if device_type == "cuda" else "fp32"
+    return used, used != "fp32", _AMP_DTYPES.get(used, torch.float32)
+
+
+def select_layers(feature: Optional[str], num_layers: int) -> List[int]:
+    """Indices of the hidden states named by ``upstream.feature`` (s3prl's ``-s`` option).
+
+    ``hidden_states`` (or null): all; ``last_hidden_state``: the last; ``hidden_state_N``: layer N
+    (negative counts from the end); ``layers:A,B,C-D``: an explicit subset, in order.
+    """
+    name = "hidden_states" if feature in (None, "") else str(feature).strip()
+    bad = ConfigError(f"upstream.feature {feature!r}: expected hidden_states, last_hidden_state, hidden_state_N "
+                      f"or layers:A,B,C-D with indices in 0..{num_layers - 1}")
+    if name == "hidden_states":
+        return list(range(num_layers))
+    if name == "last_hidden_state":
+        return [num_layers - 1]
+    out: List[int] = []
+    try:
+        if name.startswith("hidden_state_"):
+            i = int(name[len("hidden_state_"):])
+            out.append(i + num_layers if i < 0 else i)
+        elif name.startswith("layers:"):
+            for part in name[len("layers:"):].split(","):
+                lo, sep, hi = part.strip().partition("-")
+                if sep and int(lo) > int(hi):
+                    raise ValueError
+                out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+        else:
+            raise ValueError
+    except ValueError:
+        raise bad from None
+    if not out or any(not 0 <= i < num_layers for i in out) or len(set(out)) != len(out):
+        raise bad
+    return out
 
 RESULTS_VERSION = 1
 
@@ -261,15 +312,19 @@ class Runner:
         validate_config(config, trainable=get_task(config["task"]["name"]).trainable)
         self.config = config
         self.device = pick_device(config.get("device", "auto"))
-        self.amp = self.device.type == "cuda"
+        # autocast on CUDA only: CPU runs are fp32 whatever the recipe says (recorded as such)
+        self.precision, self.amp, self.amp_dtype = autocast_settings(self.device.type, config["runner"].get("precision"))
         self.seed = int(config["runner"]["seed"])
         seed_everything(self.seed)
         self.task: Task = get_task(config["task"]["name"])(config["task"])
         self.upstream = self._build_upstream()
+        self.layer_ids = select_layers(config["upstream"].get("feature"), len(self.upstream.hidden_sizes))
+        #: feature sizes of the hidden states that reach the featurizer (after upstream.feature)
+        self.hidden_sizes = [self.upstream.hidden_sizes[i] for i in self.layer_ids]
         self.data_dir = self._data_dir()
         self.task.downsample_rate = self.upstream.downsample_rate
         self.splits = self.task.prepare(self.data_dir)
-        self.featurizer = Featurizer(self.upstream.hidden_sizes, config["featurizer"]["layer"],
+        self.featurizer = Featurizer(self.hidden_sizes, config["featurizer"]["layer"],
                                      config["featurizer"]["layer_norm"]).to(self.device)
         self.head = self.task.build_head(self.featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
 
@@ -350,7 +405,7 @@ class Runner:
     def features(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         """Featurizer output ``[B, T, D]`` and exact frame lengths for a batch of examples."""
         hidden, lengths = self.upstream_states(examples)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             feats = self.featurizer(hidden)
         return feats, lengths
 
@@ -358,9 +413,12 @@ class Runner:
         """Every hidden state of the frozen upstream (float32) and exact frame lengths."""
         wavs, wav_lens = pad_batch([load_audio(e.audio) for e in examples])
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out = self.upstream(wavs, wav_lens)
-        hidden = [h.float() for h in out.hidden_states]
+        if len(out.hidden_states) != len(self.upstream.hidden_sizes):
+            raise RuntimeError(f"upstream {self.config['upstream']['name']} returned {len(out.hidden_states)} hidden "
+                               f"states, its hidden_sizes declare {len(self.upstream.hidden_sizes)}")
+        hidden = [out.hidden_states[i].float() for i in self.layer_ids]
         lengths = out.lengths.to(self.device)
         t = {h.shape[1] for h in hidden}
         if len(t) != 1 or int(lengths.max()) > hidden[0].shape[1] or int(lengths.min()) <= 0:
@@ -373,6 +431,8 @@ class Runner:
     def _sampler(self, examples: Sequence[Example], train: bool) -> DurationBatchSampler:
         b = self.config["batch"]
         seconds = b["max_seconds"] if train else b["eval_max_seconds"]
+        if train and b.get("max_frames"):  # a budget in upstream frames (fairseq's max_tokens)
+            seconds = int(b["max_frames"]) * self.upstream.downsample_rate / SAMPLE_RATE
         return DurationBatchSampler(
             [e.audio.num_samples for e in examples], int(float(seconds) * SAMPLE_RATE), shuffle=train,
             seed=self.seed, class_labels=self.task.class_labels(examples) if train else None,
@@ -388,7 +448,7 @@ class Runner:
             for batch in self._sampler(examples, train=False).epoch_batches():
                 exs = [examples[i] for i in batch]
                 feats, lengths = self.features(exs)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                     preds = self.task.predict(self.head, feats, lengths, exs)
                 for i, p in zip(batch, preds):
                     predictions[i] = p
@@ -427,6 +487,9 @@ class Runner:
         total, accumulate = int(rc["total_steps"]), int(rc["accumulate"])
         params = [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
         optimizer = self.optimizer if self.optimizer is not None else self._build_optimizer()
+        sched = self.config.get("scheduler") or {"name": "constant", "warmup_steps": 0}
+        schedule = Schedule(sched["name"], sched.get("warmup_steps", 0), total, float(self.config["optimizer"]["lr"]))
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         train = self.splits["train"]
         sampler = self._sampler(train, train=True)
         state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "history": [], "elapsed": 0.0}
@@ -441,6 +504,8 @@ class Runner:
                 self.featurizer.load_state_dict(saved["featurizer"])
                 self.head.load_state_dict(saved["head"])
                 optimizer.load_state_dict(saved["optimizer"])
+                if saved.get("scaler"):
+                    scaler.load_state_dict(saved["scaler"])
                 state = saved["state"]
                 self._set_rng_state(saved["rng"])
             except (KeyError, TypeError, RuntimeError, ValueError) as exc:
@@ -467,22 +532,25 @@ class Runner:
                 exs = self.task.training_examples([train[i] for i in batches[state["batch"]]], state["epoch"], self.seed)
                 state["batch"] += 1
                 feats, lengths = self.features(exs)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                     loss = self.task.loss(self.head, feats, lengths, exs)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {state['step'] + 1} (batch {[e.id for e in exs][:4]})")
-                (loss / accumulate).backward()
+                scaler.scale(loss.float() / accumulate).backward()
                 loss_sum += loss.item() / accumulate
             grad_clip = rc.get("grad_clip")
             if grad_clip:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
-            optimizer.step()
+            lr = schedule.apply(optimizer, state["step"])
+            scaler.step(optimizer)
+            scaler.update()
             state["step"] += 1
             step = state["step"]
             running.append(loss_sum)
             bar.update(1)
             if step % int(rc["log_every"]) == 0 or step == total:
-                fileio.append_line(log_path, json.dumps({"step": step, "loss": float(np.mean(running))}))
+                fileio.append_line(log_path, json.dumps({"step": step, "loss": float(np.mean(running)), "lr": lr}))
                 bar.set_postfix(loss=f"{np.mean(running):.3f}", **({f"dev_{primary}": f"{state['history'][-1][primary]:.2f}"} if state["history"] else {}))
                 running = []
             if step % int(rc["eval_every"]) == 0 or step == total:
@@ -499,7 +567,7 @@ class Runner:
                 state["elapsed"] = time.time() - start_time
                 atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
                                    "optimizer": optimizer.state_dict(), "state": plain_data(state),
-                                   "rng": self._rng_state()},
+                                   "rng": self._rng_state(), "scaler": plain_data(scaler.state_dict())},
                                   last_path)
             self._after_step(step)
         bar.close()
@@ -574,11 +642,12 @@ class Runner:
                 "weights": weights, "options": up.get("options") or {},
                 "num_layers": self.upstream.num_layers, "hidden_sizes": self.upstream.hidden_sizes,
                 "downsample_rate": self.upstream.downsample_rate,
+                "feature": up.get("feature") or "hidden_states", "layers": self.layer_ids,
             },
             "metrics": metrics,
             "primary_metric": self.task.primary_metric,
             "higher_is_better": self.task.metrics,
-            "metric_units": "percent",
+            "metric_units": self.task.metric_units({k for split in metrics.values() for k in split}),
             "best_step": state["best_step"],
             "steps": state["step"],
             "dev_history": state["history"],
@@ -589,6 +658,7 @@ class Runner:
             "config": self.config,
             "wall_time_s": round(state["elapsed"], 2),
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
+            "precision": self.precision,
             "versions": package_versions(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

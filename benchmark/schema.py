@@ -20,9 +20,13 @@ from typing import Any, Dict, Mapping, Optional
 from .config import ConfigError
 
 
-def _spec(kind: str, low: Optional[float] = None, low_open: bool = False, optional: bool = False, doc: str = ""):
+def _spec(kind: str, low: Optional[float] = None, low_open: bool = False, optional: bool = False, doc: str = "",
+          choices: tuple = ()):
     return field(default=None, metadata={"kind": kind, "low": low, "low_open": low_open, "optional": optional,
-                                         "doc": doc})
+                                         "doc": doc, "choices": choices})
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -34,6 +38,8 @@ class RunnerConfig:
     accumulate: Optional[int] = _spec("int", 1, doc="batches per optimiser step")
     grad_clip: Optional[float] = _spec("float", 0, optional=True, doc="max gradient norm (null or 0: no clipping)")
     seed: Optional[int] = _spec("int", 0, doc="seed of every RNG")
+    precision: Optional[str] = _spec("choice", optional=True, choices=PRECISIONS,
+                                     doc="autocast of upstream and head on CUDA (null: fp32)")
 
 
 @dataclass
@@ -46,6 +52,15 @@ class OptimizerConfig:
 class BatchConfig:
     max_seconds: Optional[float] = _spec("float", 0, low_open=True, doc="seconds of audio per training batch")
     eval_max_seconds: Optional[float] = _spec("float", 0, low_open=True, doc="seconds of audio per dev/test batch")
+    max_frames: Optional[int] = _spec("int", 1, optional=True,
+                                      doc="upstream frames per training batch, replacing max_seconds (null: unused)")
+
+
+@dataclass
+class SchedulerConfig:
+    name: Optional[str] = _spec("choice", choices=("constant", "linear_warmup_decay", "sqrt_decay_warmup"),
+                                doc="learning-rate schedule (superb/benchmark/schedulers.py)")
+    warmup_steps: Optional[int] = _spec("int", 0, doc="linear warm-up steps")
 
 
 @dataclass
@@ -54,7 +69,10 @@ class FeaturizerConfig:
     layer_norm: Optional[bool] = _spec("bool", doc="layer-normalise each hidden state before the sum")
 
 
-SECTIONS = {"runner": RunnerConfig, "optimizer": OptimizerConfig, "batch": BatchConfig, "featurizer": FeaturizerConfig}
+SECTIONS = {"runner": RunnerConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig, "batch": BatchConfig,
+            "featurizer": FeaturizerConfig}
+#: sections a config may lack (then their defaults apply: constant schedule)
+OPTIONAL_SECTIONS = ("featurizer", "scheduler")
 
 
 def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
@@ -66,6 +84,10 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"config key {key} must be true or false, got {value!r}")
+        return value
+    if kind == "choice":
+        if value not in meta["choices"]:
+            raise ConfigError(f"config key {key} must be one of {', '.join(meta['choices'])}, got {value!r}")
         return value
     if kind == "optimizer":
         import torch
@@ -100,7 +122,7 @@ def validate_config(config: Dict[str, Any], trainable: bool = True) -> Dict[str,
     out: Dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         values = config.get(section)
-        if values is None and (not trainable or section == "featurizer"):
+        if values is None and (not trainable or section in OPTIONAL_SECTIONS):
             continue
         if not isinstance(values, Mapping):
             raise ConfigError(f"config section {section} must be a mapping, got {values!r}")

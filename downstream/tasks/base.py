@@ -5,7 +5,8 @@ A task turns a corpus directory into examples (``prepare``), builds its fixed SU
 predictions with the task's official metric, and writes the prediction files the leaderboard
 reads. It never sees the upstream: the runner hands it ``feats [B, T, D]`` and exact ``lengths``.
 
-Metrics are reported in the units SUPERB displays: percentages for accuracy and error rates.
+Metrics are reported in the units SUPERB displays (percentages for accuracy and error rates);
+:data:`METRIC_UNITS` names the unit of every metric and goes into ``results.json``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,20 @@ from torch import nn
 
 from ..audio import AudioSegment
 from ..fileio import atomic_write_text
+
+
+#: the unit of every metric a task reports (results.json ``metric_units``)
+METRIC_UNITS: Dict[str, str] = {
+    **{m: "percent" for m in ("accuracy", "wer", "cer", "per", "eer", "der", "miss", "false_alarm", "confusion",
+                              "slot_type_f1", "slot_value_cer", "wer_constant", "cer_constant", "accept")},
+    "min_dcf": "detection cost (NIST SRE, not percent)",
+    "mtwv": "MTWV x 100", "atwv": "ATWV x 100", "threshold": "detection score threshold",
+    "pesq": "PESQ (wide-band MOS-LQO)", "pesq_input": "PESQ (wide-band MOS-LQO)", "pesq_failed": "utterances",
+    "stoi": "STOI (fraction, 0-1)", "stoi_input": "STOI (fraction, 0-1)",
+    "si_sdri": "dB", "si_sdr": "dB", "si_sdr_input": "dB",
+    "mcd": "MCD dB", "mcd_source": "MCD dB",
+    "bleu": "BLEU", "bleu_constant": "BLEU",
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,16 @@ class Task:
         return ``{"metrics": {split: {...}}, "predictions": {split: [relative paths]},
         "layer_weights": [...]}`` (extra keys are copied into results.json)."""
         raise NotImplementedError
+
+    @classmethod
+    def metric_units(cls, names=None) -> Dict[str, str]:
+        """``{metric: unit}`` for ``names`` (default: the task's metrics); unknown names are an error."""
+        names = sorted(names if names is not None else cls.metrics)
+        missing = [n for n in names if n not in METRIC_UNITS]
+        if missing:
+            raise KeyError(f"no unit for metric(s) {', '.join(missing)} of task {cls.name}: add them to METRIC_UNITS "
+                           "in superb/downstream/tasks/base.py")
+        return {n: METRIC_UNITS[n] for n in names}
 
     def is_better(self, new: float, old) -> bool:
         if old is None:

@@ -351,7 +351,7 @@ class QueryByExample(Task):
         budget = float(self.cfg["cache_gb"]) * (1 << 30)
         groups, cur, used = [], [], 0.0
         for layer in layers:
-            need = frames * runner.upstream.hidden_sizes[layer] * 4
+            need = frames * runner.hidden_sizes[layer] * 4
             if cur and used + need > budget:
                 groups.append(cur)
                 cur, used = [], 0.0
@@ -414,7 +414,7 @@ class QueryByExample(Task):
                 raise ValueError(f"task.{key}={self.cfg[key]!r}: only the SUPERB setting (asymmetric, "
                                  "subsequence) is implemented")
         splits = runner.splits
-        n_layers = len(runner.upstream.hidden_sizes)
+        n_layers = len(runner.hidden_sizes)
         chosen = runner.config["featurizer"].get("layer")
         layers = [int(chosen) % n_layers] if chosen is not None else list(range(n_layers))
         docs = splits["docs"]
