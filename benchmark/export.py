@@ -15,8 +15,11 @@ grouped by upstream: name, checkpoint digest (or weights), and upstream options.
 
 Scores (:mod:`superb.benchmark.leaderboard`): SUPERB_s per upstream over the tasks of the chosen
 view (``paper`` or ``public``); a missing task means no SUPERB_s, and the missing tasks are
-named. SUPERB_r is added when several upstreams are compared. ``--published`` adds the SUPERB
-paper's rows for comparison (and ranking).
+named. SUPERB_r is added when several upstreams are compared, by the leaderboard site's rule: each
+metric column of the view (SF F1 and CER, SE PESQ and STOI apart) ranked by the number of compared
+upstreams with strictly fewer points, a missing task ranked 0 (so an upstream missing tasks still
+gets a SUPERB_r), column ranks averaged within a task, then over the view's tasks; shown with 2
+decimals. ``--published`` adds the SUPERB paper's rows for comparison (and ranking).
 
 Trust. A results.json is read as data from someone else: its ``superb_results_version`` must be
 one this version knows (:data:`KNOWN_RESULTS_VERSIONS`), and every prediction path it lists must
@@ -396,6 +399,7 @@ class Row:
     upstream: UpstreamResults
     score: lb.Score
     superb_r: Optional[float] = None
+    rank: Optional[lb.Rank] = None    # column and task ranks behind superb_r
 
 
 @dataclass
@@ -417,14 +421,18 @@ def build_board(col: Collection, view: str = "paper") -> Board:
     extra = lb.ordered_tasks(t for t in found if t in lb.TASKS and t not in tasks)
     unscored = sorted(t for t in found if t not in lb.TASKS)
     rows = []
+    displayed_by_label = {}
     for label, up in col.upstreams.items():
         displayed = {t: e.displayed for t, e in up.tasks.items() if e.scored}
+        displayed_by_label[label] = displayed
         rows.append(Row(label, up, lb.superb_s(displayed, view)))
     show_rank = len(rows) > 1
     if show_rank:
-        ranks = lb.superb_r({r.label: r.score.points for r in rows}, view)
+        # every metric column ranked apart, over all upstreams of the board (the site's rule)
+        ranks = lb.superb_r_detail(displayed_by_label, view)
         for r in rows:
-            r.superb_r = ranks[r.label]
+            r.rank = ranks[r.label]
+            r.superb_r = r.rank.superb_r
     rows.sort(key=lambda r: (r.score.superb_s is None, -(r.score.superb_s or 0.0), r.label.lower()))
     notes = list(col.notes)
     known = set(_task_ids())
@@ -499,7 +507,7 @@ def render_table(board: Board, points: bool = False, markdown: bool = False) -> 
         cells = [r.label] + [_cell(r, t, m) for _, t, m in cols]
         cells.append("-" if r.score.display is None else str(r.score.display))
         if board.show_rank:
-            cells.append("-" if r.superb_r is None else f"{r.superb_r:.2f}")
+            cells.append("-" if r.superb_r is None else f"{lb.rank_display(r.superb_r):.2f}")
         body.append(cells)
     out = []
     title = (f"SUPERB {board.view} view: {', '.join(lb.short_name(t) for t in board.tasks)} "
@@ -554,12 +562,17 @@ def board_json(board: Board) -> Dict[str, Any]:
             "label": r.label, "upstream": r.upstream.info, "published": r.upstream.published,
             "superb_s": r.score.superb_s, "superb_s_display": r.score.display, "superb_r": r.superb_r,
             "missing": r.score.missing, "task_points": r.score.points, "tasks": tasks,
+            "superb_r_display": None if r.rank is None else r.rank.display,
+            "task_ranks": None if r.rank is None else r.rank.tasks,
+            "column_ranks": None if r.rank is None else {t: {m: v for (tt, m), v in r.rank.columns.items() if tt == t}
+                                                         for t in board.tasks},
         })
     return {
         "view": board.view, "view_tasks": list(board.tasks),
         "reference_points": {t: {m.name: {"fbank": m.fbank, "sota": m.sota, "unit": m.unit, "scale": m.scale}
                                  for m in lb.TASKS[t].metrics} for t in lb.TASKS},
-        "reference_source": lb.SOURCE_SCORE, "upstreams": ups, "unscored_tasks": board.unscored, "notes": board.notes,
+        "reference_source": lb.SOURCE_SCORE, "rank_source": lb.SOURCE_RANK, "upstreams": ups,
+        "unscored_tasks": board.unscored, "notes": board.notes,
     }
 
 

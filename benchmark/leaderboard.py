@@ -15,10 +15,30 @@ and STOI); SUPERB_s is the mean over the tasks of a view. A missing task means n
 leaderboard displays ``round(score)``. ASR with a language model and the per-fold ER results are
 not part of the score.
 
-SUPERB_r (rank score): for each task, the number of compared upstreams with strictly fewer points;
-averaged over the tasks of the view. Here an upstream is compared on a task with every other
-upstream that has that task; SUPERB_r is reported only for upstreams that have every task of the
-view (a partial upstream still counts in the others' per-task ranks).
+SUPERB_r (the leaderboard's "Rank"), as the site computes it (source: repository
+``superbbenchmark/website-react``, ``frontend/src/overall_metrics.js``, functions ``ranking`` and
+``task_aggregate``, applied by ``overall_metric_adder`` to the interpolated points of the view's
+metric columns and called from ``frontend/src/Leaderboard.js``; the formula is also stated in
+``frontend/src/policy.js``, section "superb_r"; read at the repository's newest stored commit
+cacb90e, where ``overall_metrics.js`` last changed in 988d245 "add fbank to leaderboard"). Rule,
+reimplemented from that reading (no code copied):
+
+1. Each metric *column* of the view is ranked on its own -- SF F1 and SF CER separately, SE PESQ
+   and STOI separately -- over every upstream shown on the board (FBANK included).
+2. The rank is computed on the column's points (``1000 * (value - FBANK) / (SOTA - FBANK)``; the
+   site adds 1e-12 to the denominator, which changes no order), so
+   higher is always better and a lower-is-better metric (PER, WER, CER, EER, DER) ranks by lower
+   value. An upstream's rank in a column is the number of upstreams with *strictly fewer* points
+   there (the site: index of the value in the ascending sorted list of present values), so the
+   worst gets 0, the best gets n - 1, and tied upstreams share the lower rank (neither beats the
+   other). No normalisation by the number of submissions.
+3. An upstream without a value in a column gets rank 0 there ("it wins no one in that task", the
+   site's comment) and is not counted in the others' ranks for that column; it is still scored.
+4. A task's rank is the mean of its columns' ranks; SUPERB_r is the sum of the task ranks divided
+   by the number of tasks of the view (10 in both views). The site displays it rounded to 2
+   decimals, halves up (``Math.round(value * 100) / 100``): :func:`rank_display`.
+
+So unlike SUPERB_s, a missing task never removes the rank score; it only contributes 0.
 
 Units. ``results.json`` metrics are in the units the task module reports: percent for accuracy,
 error rates and F1, and MTWV x 100 for QbE (``downstream/tasks/qbe.py`` reports it in the
@@ -35,6 +55,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 SOURCE_SCORE = ("superbbenchmark.org website code (superbbenchmark/website-react: frontend/src/overall_metrics.js, "
                 "frontend/src/Data.js), via shared/superb-reference.md section 6")
+SOURCE_RANK = ("superbbenchmark.org website code (superbbenchmark/website-react: frontend/src/overall_metrics.js, "
+               "functions ranking and task_aggregate)")
 SOURCE_ROWS = "SUPERB paper arXiv 2105.01051 weighted-sum rows as stored by the leaderboard (superb-reference.md section 7)"
 
 
@@ -233,23 +255,74 @@ def superb_s(displayed_by_task: Mapping[str, Mapping[str, float]], view: str = "
     return score
 
 
-def superb_r(points_by_upstream: Mapping[str, Mapping[str, float]], view: str = "paper") -> Dict[str, Optional[float]]:
-    """Rank score of each upstream from ``{upstream: {task: points}}``.
+@dataclass
+class Rank:
+    """One upstream's SUPERB_r and the ranks behind it."""
 
-    Per task: the number of other upstreams having that task with strictly fewer points; averaged
-    over the view's tasks. ``None`` for an upstream missing a task of the view."""
+    columns: Dict[Tuple[str, str], int]  # (task, metric name) -> upstreams beaten (0 when the value is missing)
+    tasks: Dict[str, float]              # task -> mean of its columns' ranks
+    superb_r: float                      # mean of the task ranks over the view's tasks
+
+    @property
+    def display(self) -> float:
+        return rank_display(self.superb_r)
+
+
+def rank_display(value: float) -> float:
+    """The site's display of a rank: ``Math.round(value * 100) / 100`` (2 decimals, halves up)."""
+    return round_half_up(value * 100.0) / 100.0
+
+
+def _column_value(displayed_by_task: Mapping[str, Mapping[str, float]], task: str, name: str) -> Optional[float]:
+    values = displayed_by_task.get(task)
+    if not values or name not in values:
+        return None
+    v = values[name]
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(float(v)):
+        return None  # the site's is_number_and_not_nan: anything else is a missing value
+    return float(v)
+
+
+def superb_r_detail(displayed_by_upstream: Mapping[str, Mapping[str, Mapping[str, float]]],
+                    view: str = "paper") -> Dict[str, Rank]:
+    """SUPERB_r of every upstream on the board, with its column and task ranks.
+
+    ``displayed_by_upstream``: ``{upstream: {task: {leaderboard metric name: displayed value}}}``,
+    the same per-upstream mapping :func:`superb_s` takes; every upstream given is on the board.
+    Rule and source: the module docstring (superbbenchmark/website-react,
+    frontend/src/overall_metrics.js ``ranking`` + ``task_aggregate``)."""
+    if view not in VIEWS:
+        raise LeaderboardError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
     tasks = VIEWS[view]
-    out: Dict[str, Optional[float]] = {}
-    for up, pts in points_by_upstream.items():
-        if any(t not in pts for t in tasks):
-            out[up] = None
-            continue
-        total = 0
-        for t in tasks:
-            total += sum(1 for other, op in points_by_upstream.items()
-                         if other != up and t in op and op[t] < pts[t])
-        out[up] = total / len(tasks)
+    columns = [(t, m) for t in tasks for m in TASKS[t].metrics]
+    col_ranks: Dict[str, Dict[Tuple[str, str], int]] = {up: {} for up in displayed_by_upstream}
+    for task, m in columns:
+        points = {}
+        for up, displayed in displayed_by_upstream.items():
+            v = _column_value(displayed, task, m.name)
+            if v is not None:
+                points[up] = m.points(v)
+        for up in displayed_by_upstream:
+            if up not in points:
+                col_ranks[up][(task, m.name)] = 0  # missing: wins no one, still ranked
+            else:
+                col_ranks[up][(task, m.name)] = sum(1 for p in points.values() if p < points[up])
+    out: Dict[str, Rank] = {}
+    for up, ranks in col_ranks.items():
+        task_ranks = {t: sum(ranks[(t, m.name)] for m in TASKS[t].metrics) / len(TASKS[t].metrics) for t in tasks}
+        out[up] = Rank(ranks, task_ranks, sum(task_ranks.values()) / len(tasks))
     return out
+
+
+def superb_r(displayed_by_upstream: Mapping[str, Mapping[str, Mapping[str, float]]],
+             view: str = "paper") -> Dict[str, float]:
+    """SUPERB_r of every upstream from ``{upstream: {task: {metric name: displayed value}}}``.
+
+    Each metric column ranked separately (upstreams with strictly fewer points), a missing value
+    ranked 0, column ranks averaged within a task, task ranks averaged over the view's tasks; an
+    upstream missing tasks still gets a rank score. See :func:`superb_r_detail` and the module
+    docstring for the source (superbbenchmark/website-react, frontend/src/overall_metrics.js)."""
+    return {up: r.superb_r for up, r in superb_r_detail(displayed_by_upstream, view).items()}
 
 
 def published_displayed(name: str) -> Dict[str, Dict[str, float]]:
@@ -264,7 +337,8 @@ def ordered_tasks(tasks: Iterable[str]) -> List[str]:
 
 
 __all__ = [
-    "LeaderboardError", "LeaderboardMetric", "LeaderboardTask", "PUBLISHED_ROWS", "PUBLISHED_SCORES", "Score",
-    "SOURCE_ROWS", "SOURCE_SCORE", "TASKS", "TASK_ORDER", "VIEWS", "displayed_values", "metric", "ordered_tasks",
-    "published_displayed", "short_name", "superb_r", "superb_s", "task_points",
+    "LeaderboardError", "LeaderboardMetric", "LeaderboardTask", "PUBLISHED_ROWS", "PUBLISHED_SCORES", "Rank",
+    "Score", "SOURCE_RANK", "SOURCE_ROWS", "SOURCE_SCORE", "TASKS", "TASK_ORDER", "VIEWS", "displayed_values", "metric",
+    "ordered_tasks",
+    "published_displayed", "rank_display", "short_name", "superb_r", "superb_r_detail", "superb_s", "task_points",
 ]

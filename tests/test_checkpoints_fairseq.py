@@ -7,6 +7,9 @@ omegaconf (s3prl imports it; also used to write a DictConfig ``cfg``), torchaudi
 Each case builds a small random fairseq-equivalent model, writes it the way fairseq saves
 checkpoints, loads it with ``build_upstream(name, ckpt=path)`` and compares every hidden state
 on a padded batch of different lengths (layer count and lengths exact, max abs diff <= 1e-4).
+Padded batches are compared with ``padding="peer"`` (the peers' padded behaviour, where group
+norm and data2vec's positional stack see the padding); the default ``padding="exact"`` is
+compared with the peer running every utterance alone.
 """
 import sys
 import warnings
@@ -39,10 +42,13 @@ def _reference(family, style, tmp_path, layout):
 @pytest.mark.parametrize("layout", ["cfg", "args", "omegaconf"])
 @pytest.mark.parametrize("family,style", CASES)
 def test_fairseq_matches_fairseq_model(family, style, layout, tmp_path):
-    """fairseq reference behaviour on a padded batch (HuBERT with its own padding-mask rule)."""
+    """fairseq reference behaviour on a padded batch (padding="peer"; HuBERT with its own
+    padding-mask rule)."""
     model, path, normalize = _reference(family, style, tmp_path, layout)
     assert "fairseq" not in sys.modules
-    options = {"padding_mask": "fairseq_hubert"} if family == "hubert" else {}
+    options = {"padding": "peer"}
+    if family == "hubert":
+        options["padding_mask"] = "fairseq_hubert"
     ours = build_upstream(NAMES[(family, style)], ckpt=path, **options)
     assert ours.source_format == "fairseq"
     assert ours.config.normalize is normalize  # task normalize honoured
@@ -68,6 +74,26 @@ def test_fairseq_single_utterances_default_options(family, style, tmp_path):
         P.compare(out, P.s3prl_hidden_states(model, family, w, l, normalize), l)
 
 
+@pytest.mark.parametrize("family,style", CASES)
+def test_fairseq_padded_batch_equals_reference_alone(family, style, tmp_path):
+    """Default padding="exact": every utterance of a padded batch (garbage in the padding) gets
+    what fairseq computes for it alone."""
+    model, path, normalize = _reference(family, style, tmp_path, "cfg")
+    ours = build_upstream(NAMES[(family, style)], ckpt=path)
+    assert ours.config.padding == "exact"
+    wavs, lens = P.batch()
+    noisy = wavs.clone()
+    for i, n in enumerate(lens.tolist()):
+        noisy[i, n:] = torch.randn(noisy.shape[1] - n)
+    with torch.no_grad():
+        out = ours(noisy, lens)
+    alone = [P.s3prl_hidden_states(model, family, wavs[i:i + 1, :n], lens[i:i + 1], normalize)
+             for i, n in enumerate(lens.tolist())]
+    ref = [torch.nn.utils.rnn.pad_sequence([a[layer][0] for a in alone], batch_first=True)
+           for layer in range(len(alone[0]))]
+    P.compare(out, ref, lens, conv_output_lengths(lens, CONV))
+
+
 def test_hubert_padding_mask_rules_differ(tmp_path):
     """fairseq HuBERT attends to frames whose receptive field reaches into the padding; the
     default rule (exact conv lengths, as transformers and torchaudio) does not."""
@@ -89,7 +115,7 @@ def test_fairseq_matches_torchaudio(family, style, tmp_path):
 
     model, path, _ = _reference(family, style, tmp_path, "cfg")
     ta = import_fairseq_model(model).eval()
-    ours = build_upstream(family, ckpt=path, normalize=False)
+    ours = build_upstream(family, ckpt=path, normalize=False, padding="peer")
     wavs, lens = P.batch()
     first = []
     hook = ta.encoder.transformer.layers[0].register_forward_pre_hook(lambda m, inp: first.append(inp[0]))
@@ -107,7 +133,7 @@ def test_fairseq_without_feature_projection(tmp_path):
     model = P.build_s3prl_model("wav2vec2", cfg)
     assert model.post_extract_proj is None
     path = P.write_fairseq(tmp_path / "noproj.pt", "wav2vec2", cfg, P.s3prl_state(model, "wav2vec2"), False)
-    ours = build_upstream("wav2vec2", ckpt=path)
+    ours = build_upstream("wav2vec2", ckpt=path, padding="peer")
     assert ours.config.post_extract_proj is False
     wavs, lens = P.batch()
     with torch.no_grad():

@@ -7,7 +7,9 @@ Needs (test-only, installed by .ci/run): transformers (5.x), torchaudio
 Each case builds a small random transformers model, saves it with ``save_pretrained`` (and, for
 the ``.bin`` layout, as a ``torch.save``'d state dict ``pytorch_model.bin``), loads the folder with
 ``build_upstream(name, ckpt=folder)`` and compares every hidden state on a padded batch of
-different lengths (layer count and lengths exact, max abs diff <= 1e-4).
+different lengths (layer count and lengths exact, max abs diff <= 1e-4), with
+``padding="peer"`` (transformers' padded behaviour); the default ``padding="exact"`` is compared
+with transformers running every utterance alone.
 """
 import warnings
 
@@ -37,7 +39,7 @@ def test_hf_matches_transformers(family, style, layout, tmp_path):
     folder = _save(hf, tmp_path / "model", layout)
     assert (folder / ("model.safetensors" if layout == "safetensors" else "pytorch_model.bin")).is_file()
     P.write_preprocessor_config(folder, do_normalize=False)
-    ours = build_upstream(family + ("_large" if style == "large" else ""), ckpt=folder)
+    ours = build_upstream(family + ("_large" if style == "large" else ""), ckpt=folder, padding="peer")
     assert ours.source_format == "huggingface"
     assert ours.config.normalize is False
     wavs, lens = P.batch()
@@ -52,13 +54,32 @@ def test_hf_do_normalize_honoured(family, style, tmp_path):
     hf = P.hf_model(family, style, seed=1)
     folder = _save(hf, tmp_path / "model", "safetensors")
     P.write_preprocessor_config(folder, do_normalize=True)
-    ours = build_upstream(family, ckpt=folder)
+    ours = build_upstream(family, ckpt=folder, padding="peer")
     assert ours.config.normalize is True and ours.config.normalize_eps == 1e-7
     wavs, lens = P.batch()
     wavs = wavs * 3 + 0.5 * (wavs != 0)
     with torch.no_grad():
         out = ours(wavs, lens)
     P.compare(out, P.hf_hidden_states(hf, P.hf_normalize(wavs, lens), lens), lens)
+
+
+@pytest.mark.parametrize("family,style", CASES)
+def test_hf_padded_batch_equals_transformers_alone(family, style, tmp_path):
+    """Default padding="exact": every utterance of a padded batch gets what transformers
+    computes for it alone (transformers' own padded batch differs for group-norm CNNs and
+    data2vec)."""
+    hf = P.hf_model(family, style, seed=3)
+    folder = _save(hf, tmp_path / "model", "safetensors")
+    P.write_preprocessor_config(folder, do_normalize=False)
+    ours = build_upstream(family + ("_large" if style == "large" else ""), ckpt=folder)
+    assert ours.config.padding == "exact"
+    wavs, lens = P.batch()
+    with torch.no_grad():
+        out = ours(wavs, lens)
+    alone = [P.hf_hidden_states(hf, wavs[i:i + 1, :n], lens[i:i + 1]) for i, n in enumerate(lens.tolist())]
+    ref = [torch.nn.utils.rnn.pad_sequence([a[layer][0] for a in alone], batch_first=True)
+           for layer in range(len(alone[0]))]
+    P.compare(out, ref, lens, hf._get_feat_extract_output_lengths(lens))
 
 
 def test_hf_default_normalisation_without_preprocessor_config(tmp_path):
@@ -79,7 +100,7 @@ def test_hf_matches_torchaudio(family, style, tmp_path):
     folder = _save(hf, tmp_path / "model", "safetensors")
     P.write_preprocessor_config(folder, do_normalize=False)
     ta = import_huggingface_model(hf).eval()
-    ours = build_upstream(family, ckpt=folder)
+    ours = build_upstream(family, ckpt=folder, padding="peer")
     wavs, lens = P.batch()
     first = []
     hook = ta.encoder.transformer.layers[0].register_forward_pre_hook(lambda m, inp: first.append(inp[0]))
@@ -95,7 +116,7 @@ def test_hf_hubert_without_feature_layer_norm(tmp_path):
     hf = P.hf_model("hubert", "base", feat_proj_layer_norm=False)
     folder = _save(hf, tmp_path / "model", "safetensors")
     P.write_preprocessor_config(folder, do_normalize=False)
-    ours = build_upstream("hubert", ckpt=folder)
+    ours = build_upstream("hubert", ckpt=folder, padding="peer")
     assert ours.config.feature_layer_norm is False
     wavs, lens = P.batch()
     with torch.no_grad():
@@ -119,7 +140,7 @@ def test_hf_pretraining_wrapper_prefix_and_heads(tmp_path):
     loaded = read_checkpoint(folder)
     assert any(k.startswith("quantizer.") for k in loaded.dropped)
     assert any(k.startswith("project_q.") for k in loaded.dropped)
-    ours = build_upstream("wav2vec2", ckpt=folder)
+    ours = build_upstream("wav2vec2", ckpt=folder, padding="peer")
     wavs, lens = P.batch()
     with torch.no_grad():
         P.compare(ours(wavs, lens), P.hf_hidden_states(base, wavs, lens), lens)

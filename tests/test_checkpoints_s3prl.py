@@ -5,7 +5,8 @@ Needs (test-only, installed by .ci/run): s3prl==0.4.18 (--no-deps) and omegaconf
 
 The reference model is built by s3prl's own ``load_converted_model`` from the very file we
 wrote (so the file is a genuine s3prl converted checkpoint); every hidden state is compared on a
-padded batch of different lengths (layer count and lengths exact, max abs diff <= 1e-4).
+padded batch of different lengths (layer count and lengths exact, max abs diff <= 1e-4), with
+``padding="peer"`` (s3prl's padded behaviour).
 """
 import importlib
 import warnings
@@ -38,7 +39,9 @@ def test_s3prl_converted_matches_s3prl(family, style, tmp_path):
     ref_model.eval()
     assert bool(task_cfg.normalize) is normalize
 
-    options = {"padding_mask": "fairseq_hubert"} if family == "hubert" else {}
+    options = {"padding": "peer"}
+    if family == "hubert":
+        options["padding_mask"] = "fairseq_hubert"
     ours = build_upstream(family + ("_large" if style == "large" else ""), ckpt=path, **options)
     assert ours.source_format == "s3prl"
     assert ours.config.normalize is normalize

@@ -49,16 +49,21 @@ def test_missing_task_means_no_score():
     assert public.missing == ["st", "se", "ss"]
 
 
-def test_superb_r_counts_strictly_lower_points_per_task():
-    pts = {"A": {t: 100.0 for t in lb.VIEWS["paper"]}, "B": {t: 50.0 for t in lb.VIEWS["paper"]},
-           "C": {t: 50.0 for t in lb.VIEWS["paper"]}, "D": {"pr": 900.0}}
-    pts["B"]["pr"] = 200.0
-    r = lb.superb_r(pts, "paper")
-    # A beats B and C on 9 tasks (2 each) and on PR only C (B has 200): (9*2 + 1) / 10
-    assert r["A"] == pytest.approx(1.9)
-    assert r["B"] == pytest.approx(2 / 10)  # PR: beats A and C; ties with C elsewhere count 0
+def test_superb_r_counts_strictly_lower_points_per_column():
+    # displayed values; 100 = better than 50 on every column of the paper view (PER 10 beats PER 50)
+    def row(good):
+        out = {}
+        for t in lb.VIEWS["paper"]:
+            out[t] = {m.name: (m.sota if good else m.fbank) for m in lb.TASKS[t].metrics}
+        return out
+    rows = {"A": row(True), "B": row(False), "C": row(False), "D": {"pr": {"PER": 1.0}}}
+    rows["B"]["pr"]["PER"] = 40.0  # PR: A 3.53 < B 40 < C 82.01 (lower is better); D 1.0 is best
+    r = lb.superb_r(rows, "paper")
+    # A beats B and C on every task (2 each; on PR D is above A but A still beats B and C): 20 / 10
+    assert r["A"] == pytest.approx(2.0)
+    assert r["B"] == pytest.approx(1 / 10)  # PR: beats C only; ties with C elsewhere count 0
     assert r["C"] == 0.0
-    assert r["D"] is None  # incomplete: no rank score
+    assert r["D"] == pytest.approx(3 / 10)  # missing 9 tasks: rank 0 there, still scored (the site's rule)
 
 
 def test_task_modules_report_the_leaderboard_metrics():
@@ -110,7 +115,7 @@ def test_export_names_missing_tasks_and_folds(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "tera: missing ER (ER needs all 5 folds; have 1, 2, 3, missing 4, 5), SF -> no SUPERB_s" in text
     line = next(line for line in text.splitlines() if line.startswith("tera "))
-    assert line.split()[-2:] == ["-", "-"]  # no SUPERB_s, no SUPERB_r
+    assert line.split()[-2:] == ["-", "0.00"]  # no SUPERB_s; SUPERB_r still given (missing tasks rank 0)
     # a partial upstream still counts in the per-task ranks: HuBERT Base beats TERA on its 8 tasks
     assert next(line for line in text.splitlines() if line.startswith("hubert_base ")).split()[-2:] == ["941", "0.80"]
 

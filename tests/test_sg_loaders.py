@@ -205,14 +205,14 @@ def test_covost_refuses_missing_clip_and_column(tmp_path):
 CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\tlocale\tsegment\n"
 
 
-def write_common_voice(root, lang, sentences):
+def write_common_voice(root, lang, sentences, accent=""):
     d = root / lang
     for split, items in sentences.items():
         lines = []
         for k, text in enumerate(items):
             name = f"common_voice_{lang}_{split}{k}.mp3"
             wav(d / "clips" / name, tone(0.5, 200 + 50 * k, seed=k), fmt="MP3")
-            lines.append(f"abc\t{name}\t{text}\t2\t0\t\t\t\t{lang}\t\n")
+            lines.append(f"abc\t{name}\t{text}\t2\t0\t\t\t{accent}\t{lang}\t\n")
         (d / f"{split}.tsv").write_text(CV_HEADER + "".join(lines), encoding="utf-8")
     return root
 
@@ -220,12 +220,12 @@ def write_common_voice(root, lang, sentences):
 def test_common_voice_spanish_and_mandarin(tmp_path):
     root = tmp_path / "cv"
     write_common_voice(root, "es", {"train": ["¿Dónde está el niño?", "El perro come pan."], "dev": ["Hola, señor."],
-                                    "test": ["El niño come."]})
+                                    "test": ["El niño come."]}, accent="mexicano")
     write_common_voice(root, "zh-CN", {"train": ["我喜欢吃苹果。", "今天天气很好！"], "dev": ["你好？"], "test": ["我很好。"]})
     es = task("ood_asr")
     splits = es.prepare(root)
-    assert splits["train"][0].label == "dónde está el niño" and splits["dev"][0].label == "hola señor"
-    assert es.vocab[:2] == ["<blank>", "|"] and "ñ" in es.vocab and "¿" not in es.vocab
+    assert splits["train"][0].label == "DÓNDE ESTÁ EL NIÑO" and splits["dev"][0].label == "HOLA SEÑOR"
+    assert es.vocab[:2] == ["<blank>", "|"] and "Ñ" in es.vocab and "¿" not in es.vocab
     assert es.primary_metric == "wer"
     zh = task("ood_asr", **{"task.language": "zh-CN"})
     splits = zh.prepare(root)
@@ -236,7 +236,8 @@ def test_common_voice_spanish_and_mandarin(tmp_path):
 
 
 def test_common_voice_refusals(tmp_path):
-    root = write_common_voice(tmp_path / "cv", "es", {"train": ["Uno.", "¿?"], "dev": ["Dos."], "test": ["Tres."]})
+    root = write_common_voice(tmp_path / "cv", "es", {"train": ["Uno.", "¿?"], "dev": ["Dos."], "test": ["Tres."]},
+                              accent="mexicano")
     with pytest.raises(ValueError, match=r"train.tsv:3: empty sentence after normalisation"):
         task("ood_asr").prepare(root)
     with pytest.raises(FileNotFoundError, match="Common Voice tables for language 'ar' not found"):

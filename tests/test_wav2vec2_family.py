@@ -77,9 +77,10 @@ def test_small_configs_shapes_and_lengths(name):
     assert all(h.shape == (4, 12, 32) for h in out.hidden_states)
 
 
-@pytest.mark.parametrize("name", ["hubert_large", "wav2vec2_large"])
-def test_batch_invariance_layer_norm_cnn(name):
-    """Layer-norm CNN + attention masks: valid frames do not depend on the batch."""
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_batch_invariance(name):
+    """Default padding="exact": valid frames do not depend on the batch (masked group-norm
+    statistics, padding re-zeroed between convolutions, attention masks)."""
     torch.manual_seed(2)
     model = small(name)
     wavs, wav_lens = batch(LENS)
@@ -94,12 +95,13 @@ def test_batch_invariance_layer_norm_cnn(name):
 
 
 @pytest.mark.parametrize("name", ["hubert", "wav2vec2", "data2vec"])
-def test_batch_dependence_is_architectural(name):
-    """Group-norm CNN (Base) normalises over padded time; data2vec's stacked positional convs
-    are not re-masked between layers. Like the reference implementations, padding then changes
-    the short utterances' frames, while the longest (unpadded) one is unaffected."""
+def test_peer_padding_reproduces_batch_dependence(name):
+    """padding="peer": the group-norm CNN (Base) normalises over padded time and data2vec's
+    stacked positional convs are not re-masked between layers, as in the reference
+    implementations; padding then changes the short utterances' frames, while the longest
+    (unpadded) one is unaffected."""
     torch.manual_seed(3)
-    model = small(name)
+    model = small(name, padding="peer")
     wavs, wav_lens = batch(LENS)
     with torch.no_grad():
         out = model(wavs, wav_lens)
@@ -152,6 +154,27 @@ def test_padding_values_are_ignored():
 def test_unknown_option_is_named():
     with pytest.raises(TypeError, match="num_layer"):
         build_upstream("hubert", random_init=True, num_layer=2)
+
+
+@pytest.mark.parametrize("name", ["hubert_large", "wav2vec2_large"])
+def test_padding_modes_agree_for_layer_norm_cnn(name):
+    """Layer-norm CNN + one positional convolution: "exact" and "peer" give the same frames."""
+    torch.manual_seed(6)
+    exact = small(name)
+    peer = small(name, padding="peer")
+    peer.load_state_dict(exact.state_dict())
+    wavs, wav_lens = batch(LENS)
+    with torch.no_grad():
+        a, b = exact(wavs, wav_lens), peer(wavs, wav_lens)
+    for x, y, in zip(a.hidden_states, b.hidden_states):
+        for i, t in enumerate(a.lengths.tolist()):
+            assert torch.equal(x[i, :t], y[i, :t])
+
+
+def test_padding_option_values():
+    assert PRESETS["wav2vec2"].padding == "exact"
+    with pytest.raises(ValueError, match="padding must be 'exact' or 'peer'"):
+        small("wav2vec2", padding="fairseq")
 
 
 def test_bad_config_values():

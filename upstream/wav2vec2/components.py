@@ -12,14 +12,16 @@ Components:
 * :class:`ConvFeatureExtractor` - the CNN feature encoder, in ``group_norm`` mode (a single
   per-channel GroupNorm after the first convolution; wav2vec 2.0 Base / HuBERT Base) or
   ``layer_norm`` mode (a LayerNorm over channels after every convolution; Large models,
-  data2vec). Group norm normalises every channel over *time*, so in a padded batch the zeros
-  after a short utterance change its valid frames; fairseq, s3prl, torchaudio and Hugging Face
-  behave the same way and so does this implementation.
+  data2vec). Group norm normalises every channel over *time*. Given the utterances' sample
+  lengths, the statistics are taken over each utterance's valid frames only and every layer's
+  frames beyond the valid length are re-zeroed, so a padded batch gives each utterance exactly
+  what it gets alone; without lengths (the peers' behaviour: fairseq, s3prl, torchaudio,
+  Hugging Face) the statistics include the padding.
 * :class:`FeatureProjection` - LayerNorm over the CNN channels followed by a linear projection.
 * :class:`ConvPositionalEmbedding` - one grouped convolution with weight normalisation (``g``
   over the kernel axis), "same" padding that drops the last frame for even kernels, then GELU.
 * :class:`StackedConvPositionalEmbedding` - data2vec's stack of grouped convolutions, each
-  followed by a non-affine LayerNorm and GELU.
+  followed by a non-affine LayerNorm and GELU (padding frames optionally re-zeroed between them).
 * :class:`SelfAttention`, :class:`FeedForward`, :class:`TransformerLayer` (post-LN or
   layer-norm-first) and :class:`TransformerEncoder`.
 """
@@ -61,17 +63,45 @@ class ConvBlock(nn.Module):
             raise ValueError(f"unknown conv norm {norm!r}: expected 'group', 'layer' or None")
         self.norm_kind = norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C, T]
+    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x`` [B, C, T] -> [B, C', T'].
+
+        ``valid`` ([B, T'] bool, True on each utterance's valid output frames) makes the block
+        padding-exact: group-norm statistics over valid frames only, padding frames set to 0.
+        ``None`` normalises over every frame, padding included (the reference behaviour).
+        """
         x = self.conv(x)
         if self.norm_kind == "group":
-            x = F.group_norm(x.float(), self.norm.num_groups, self.norm.weight.float(),
-                             self.norm.bias.float(), self.norm.eps).type_as(x)
+            if valid is None:
+                x = F.group_norm(x.float(), self.norm.num_groups, self.norm.weight.float(),
+                                 self.norm.bias.float(), self.norm.eps).type_as(x)
+            else:
+                x = masked_group_norm(x.float(), valid, self.norm.num_groups, self.norm.weight.float(),
+                                      self.norm.bias.float(), self.norm.eps).type_as(x)
         elif self.norm_kind == "layer":
             x = x.transpose(1, 2)
             x = F.layer_norm(x.float(), self.norm.normalized_shape, self.norm.weight.float(),
                              self.norm.bias.float(), self.norm.eps).type_as(x)
             x = x.transpose(1, 2)
-        return F.gelu(x)
+        x = F.gelu(x)
+        if valid is not None:
+            x = x * valid.unsqueeze(1).to(x.dtype)
+        return x
+
+
+def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, num_groups: int, weight: torch.Tensor,
+                      bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.group_norm`` of ``x`` [B, C, T] whose mean and (biased) variance use only the frames
+    where ``valid`` [B, T] is True; padding frames are normalised too (callers zero them)."""
+    b, c, t = x.shape
+    m = valid.to(x.dtype).unsqueeze(1)  # [B, 1, T]
+    g = x.reshape(b, num_groups, c // num_groups, t)
+    mg = m.unsqueeze(1)  # [B, 1, 1, T]
+    count = mg.sum(dim=(2, 3), keepdim=True) * (c // num_groups)  # valid elements per group
+    mean = (g * mg).sum(dim=(2, 3), keepdim=True) / count
+    var = (((g - mean) * mg) ** 2).sum(dim=(2, 3), keepdim=True) / count
+    g = (g - mean) * torch.rsqrt(var + eps)
+    return g.reshape(b, c, t) * weight.view(1, c, 1) + bias.view(1, c, 1)
 
 
 class ConvFeatureExtractor(nn.Module):
@@ -102,11 +132,23 @@ class ConvFeatureExtractor(nn.Module):
     def kernel_strides(self) -> List[Tuple[int, int]]:
         return [(b.kernel, b.stride) for b in self.conv_layers]
 
-    def forward(self, wavs: torch.Tensor) -> torch.Tensor:
-        """``wavs`` [B, T] -> features [B, T', C]."""
+    def forward(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``wavs`` [B, T] -> features [B, T', C].
+
+        With ``wav_lens`` (valid samples per utterance) the extractor is padding-exact: every
+        layer knows each utterance's valid frames (the conv arithmetic), group-norm statistics
+        use only those and padding frames are re-zeroed before the next convolution. Without it,
+        padding takes part in the statistics as in the reference implementations.
+        """
         x = wavs.unsqueeze(1)
+        lens = wav_lens
         for block in self.conv_layers:
-            x = block(x)
+            valid = None
+            if lens is not None:
+                lens = torch.div(lens - block.kernel, block.stride, rounding_mode="floor").add(1).clamp(min=0)
+                out_frames = (x.shape[-1] - block.kernel) // block.stride + 1
+                valid = torch.arange(out_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
+            x = block(x, valid)
         return x.transpose(1, 2)
 
 
@@ -183,9 +225,11 @@ class ConvPositionalEmbedding(nn.Module):
 class StackedConvPositionalEmbedding(nn.Module):
     """data2vec's positional encoder: ``depth`` x (grouped conv -> non-affine LN -> GELU).
 
-    Padding frames are zero at the input but are not re-zeroed between the convolutions (the
-    reference implementations do not either), so near the end of a padded utterance the output
-    depends on the amount of padding.
+    The reference implementations zero padding frames only at the input, so from the second
+    convolution on the last valid frames read the previous layer's activations of the padding
+    (in a batch) instead of zeros (alone) and the output depends on the amount of padding.
+    Given ``padding_mask``, :meth:`forward` re-zeroes padding frames after every layer, which
+    makes each utterance's valid frames what it gets alone.
     """
 
     def __init__(self, dim: int, kernel: int, groups: int, depth: int, eps: float = 1e-5):
@@ -201,12 +245,17 @@ class StackedConvPositionalEmbedding(nn.Module):
             layer.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
             self.layers.append(layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, T, D]
+    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, D]; ``padding_mask`` [B, T] (True on padding) re-zeroes padding
+        frames between the convolutions (``None``: the reference behaviour)."""
         y = x.transpose(1, 2)
+        keep = None if padding_mask is None else padding_mask.logical_not().unsqueeze(1).to(y.dtype)
         for layer in self.layers:
             y = _same_pad_trim(layer.conv(y), self.kernel)
             y = F.layer_norm(y.transpose(1, 2), (y.shape[1],), eps=self.eps).transpose(1, 2)
             y = F.gelu(y)
+            if keep is not None:
+                y = y * keep
         return y.transpose(1, 2)
 
 
@@ -308,10 +357,20 @@ class TransformerEncoder(nn.Module):
             for _ in range(num_layers)
         )
 
-    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> List[torch.Tensor]:
-        if padding_mask is not None:
-            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        x = x + self.pos_conv(x)
+    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor],
+                frame_padding: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """``padding_mask`` [B, T] (True on padding) is the attention mask and, without
+        ``frame_padding``, also the frames zeroed before the positional convolution (the
+        reference behaviour). ``frame_padding`` (the exact padding frames) makes the encoder
+        padding-exact: those frames are zeroed before the positional convolution and, for
+        data2vec's stacked convolutions, again between them."""
+        zero = padding_mask if frame_padding is None else frame_padding
+        if zero is not None:
+            x = x.masked_fill(zero.unsqueeze(-1), 0.0)
+        if isinstance(self.pos_conv, StackedConvPositionalEmbedding):
+            x = x + self.pos_conv(x, frame_padding)
+        else:
+            x = x + self.pos_conv(x)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         states = []

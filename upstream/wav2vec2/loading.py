@@ -27,7 +27,7 @@ from . import import_fairseq, import_hf, import_s3prl
 from .model import PRESETS, UnknownOptionError, Wav2Vec2Config, Wav2Vec2Model, Wav2Vec2Upstream
 
 #: options that may change how a loaded checkpoint is run (everything else is architecture)
-RUNTIME_OPTIONS = ("normalize", "normalize_eps", "padding_mask")
+RUNTIME_OPTIONS = ("normalize", "normalize_eps", "padding", "padding_mask")
 
 FORMAT_NAMES = {
     "fairseq": "fairseq checkpoint (.pt)",
@@ -196,8 +196,8 @@ def load_upstream_checkpoint(path: Path, expected_preset: Optional[str] = None, 
 
     ``expected_preset`` names the registered upstream the user asked for: its family must match
     the checkpoint's (a HuBERT checkpoint cannot be loaded as ``wav2vec2``); Base / Large follow
-    the checkpoint. ``options`` may set the runtime fields ``normalize``, ``normalize_eps`` and
-    ``padding_mask``; architecture comes from the checkpoint.
+    the checkpoint. ``options`` may set the runtime fields ``normalize``, ``normalize_eps``,
+    ``padding`` and ``padding_mask``; architecture comes from the checkpoint.
     """
     bad = sorted(set(options) - set(RUNTIME_OPTIONS))
     if bad:

@@ -25,13 +25,20 @@ then the encoder output, after the final LayerNorm for layer-norm-first models),
 320 samples, exact per-utterance lengths from the CNN's kernel/stride arithmetic, and attention
 masks over padding frames.
 
-Batch invariance: with a layer-norm CNN and a single positional convolution (``*_large``), an
-utterance's valid frames do not depend on what it is batched with. The group-norm CNN (Base
-models) normalises over time including the padding, and data2vec's stacked positional
-convolutions (padding zeroed only before the first one) let padding frames leak into the last
-valid frames and, through attention, into all of them; both match the reference implementations
-(fairseq, s3prl, Hugging Face, torchaudio), which behave the same way. fairseq's HuBERT uses a
-different attention-mask rule, available as ``padding_mask="fairseq_hubert"``.
+Padding (option ``padding``): by default (``"exact"``) an utterance's valid frames do not
+depend on what it is batched with: the group-norm CNN (Base models) takes its statistics over
+each utterance's valid frames only, every CNN layer's padding frames are re-zeroed, padding
+frames are zeroed before the positional convolution and, in data2vec's stack of positional
+convolutions, again after every one of them. A padded batch then equals every utterance run
+alone (within float rounding). ``padding="peer"`` reproduces the reference implementations
+(fairseq, s3prl, Hugging Face, torchaudio) on padded batches bit for bit: group-norm statistics
+include the padding and data2vec's positional stack is zeroed only at its input, so padding
+changes the short utterances' frames (up to ~2 with random weights). Layer-norm-CNN models with
+a single positional convolution (``wav2vec2_large``, ``hubert_large``) give the same valid
+frames under both settings. fairseq's HuBERT uses a different attention-mask rule, available as
+``padding_mask="fairseq_hubert"``; together with ``padding="peer"`` it matches fairseq / s3prl
+HuBERT on padded batches (that rule attends to some padding frames, so it is not
+padding-invariant).
 """
 from __future__ import annotations
 
@@ -51,6 +58,8 @@ DEFAULT_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
 )
 
 FAMILIES = ("wav2vec2", "hubert", "data2vec")
+#: values of the ``padding`` option
+PADDING_MODES = ("exact", "peer")
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -90,6 +99,10 @@ class Wav2Vec2Config:
     #: or "fairseq_hubert" (fairseq HuBERT's rule: the sample mask is cut into
     #: T' equal groups and a frame is padding when its whole group is)
     padding_mask: str = "conv"
+    #: "exact" (a padded batch gives every utterance's valid frames the values it gets alone:
+    #: masked group-norm statistics, padding re-zeroed between convolutions) or "peer" (the
+    #: reference implementations' padded behaviour, bit for bit: statistics include padding)
+    padding: str = "exact"
     #: per-utterance zero-mean unit-variance normalisation of the waveform [task.normalize]
     normalize: bool = False
     #: epsilon added to the variance in that normalisation (fairseq 1e-5, Hugging Face 1e-7)
@@ -104,6 +117,8 @@ class Wav2Vec2Config:
             raise ValueError(f"unknown family {self.family!r}: expected one of {FAMILIES}")
         if self.padding_mask not in ("conv", "fairseq_hubert"):
             raise ValueError(f"padding_mask must be 'conv' or 'fairseq_hubert', got {self.padding_mask!r}")
+        if self.padding not in PADDING_MODES:
+            raise ValueError(f"padding must be 'exact' or 'peer', got {self.padding!r}")
         if self.extractor_mode not in ("group_norm", "layer_norm"):
             raise ValueError(f"extractor_mode must be 'group_norm' or 'layer_norm', got {self.extractor_mode!r}")
         for name in ("hidden_size", "num_layers", "num_heads", "ffn_dim", "pos_conv_kernel",
@@ -205,16 +220,20 @@ class Wav2Vec2Model(nn.Module):
                 f"an utterance of {int(wav_lens.min())} samples is shorter than the receptive field "
                 f"of the CNN ({shortest} samples)"
             )
-        features = self.feature_extractor(wavs)
+        exact = self.config.padding == "exact"
+        features = self.feature_extractor(wavs, wav_lens if exact else None)
+        frame_padding = lengths_to_padding_mask(lengths, features.shape[1])
         if self.config.padding_mask == "fairseq_hubert":
             padding_mask = _fairseq_hubert_padding_mask(wav_lens, wavs.shape[1], features.shape[1])
         else:
-            padding_mask = lengths_to_padding_mask(lengths, features.shape[1])
+            padding_mask = frame_padding
         features = features[:, : int(lengths.max())]
         padding_mask = padding_mask[:, : int(lengths.max())]
+        frame_padding = frame_padding[:, : int(lengths.max())]
         x = self.feature_projection(features)
         mask = padding_mask if bool(padding_mask.any()) else None
-        states = self.encoder(x, mask)
+        frames = frame_padding if exact and bool(frame_padding.any()) else None
+        states = self.encoder(x, mask, frames)
         return states, lengths
 
 
