@@ -39,6 +39,9 @@ def cmd_run(args) -> int:
     from .config import resolve_config
     from .runner import run_benchmark
 
+    from superb.downstream.tasks import get_task as _get_task
+
+    args.task = _get_task(args.task).name  # task ids are case-insensitive (--task KS)
     use_mini = args.data is None
     cfg = resolve_config(args.task, use_mini, args.config, args.set or [], args.max_steps)
     from superb.downstream.tasks import get_task
@@ -60,6 +63,7 @@ def cmd_run(args) -> int:
             "cache_dir": args.cache_dir,
         },
         "device": args.device,
+        "threads": args.threads,
         **cfg,
     }
     if args.upstream_feature:
@@ -124,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int, help="training steps (overrides runner.total_steps)")
     run.add_argument("--output", help="run directory (default runs/<upstream>-<task>-<time>)")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    run.add_argument("--threads", type=int, help="CPU threads (default: half the cores this process may use)")
     run.add_argument("--resume", action="store_true", help="continue the run in --output from its last save")
     run.add_argument("--seed", type=int, help="overrides runner.seed")
     run.add_argument("--mini-profile", default="default", choices=["tiny", "default"], help="mini corpus profile")

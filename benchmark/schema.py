@@ -6,7 +6,8 @@ checks a resolved config against them **before anything is built or written**, s
 error naming the key and the value, not a silent no-op or a ``ZeroDivisionError`` later.
 
 Rules: integer fields take ints (and integral floats such as ``2e3``); float fields take ints or
-floats; booleans are refused where a number goes (YAML reads ``yes`` as ``True``); ``None`` only
+floats, and numbers PyYAML leaves as strings (``lr: 1e-3``); checked values are written back
+normalised; booleans are refused where a number goes (YAML reads ``yes`` as ``True``); ``None`` only
 where the field says ``Optional``. Tasks without training (``trainable = False``, QbE) use only
 ``runner.seed`` and ``batch.eval_max_seconds``, so only the keys present are checked for them.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
@@ -27,6 +29,7 @@ def _spec(kind: str, low: Optional[float] = None, low_open: bool = False, option
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 @dataclass
@@ -96,6 +99,8 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             raise ConfigError(f"config key {key} must name a torch.optim optimiser (Adam, AdamW, SGD, ...), got {value!r}")
         return value
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value)  # YAML 1.1 (PyYAML) reads ``1e-3`` as a string: take it as the number it is
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"config key {key} must be a number, got {value!r}")
     if not math.isfinite(value):
@@ -134,5 +139,7 @@ def validate_config(config: Dict[str, Any], trainable: bool = True) -> Dict[str,
                     raise ConfigError(f"config key {key} is missing ({f.metadata['doc']})")
                 continue
             checked[f.name] = _check_value(key, values[f.name], f.metadata)
+            if checked[f.name] is not None and values[f.name] != checked[f.name]:
+                values[f.name] = checked[f.name]  # normalised in place: "1e-3" -> 0.001, 2.0 -> 2
         out[section] = cls(**checked)
     return out

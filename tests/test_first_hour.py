@@ -1,0 +1,42 @@
+"""First-hour ergonomics: numbers as users write them, task ids, threads, the start block."""
+import json
+
+import pytest
+
+from superb.benchmark.cli import main
+from superb.benchmark.runner import default_threads, set_threads
+
+
+def _argv(ks_data, out, *extra):
+    return ["run", "--upstream", "fbank", "--task", "ks", "--data", str(ks_data), "--output", str(out),
+            "--max-steps", "2", "--set", "runner.eval_every=2", *extra]
+
+
+def test_yaml_1e_minus_3_is_a_number(tmp_path, ks_data):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("optimizer:\n  lr: 1e-3\nbatch:\n  max_seconds: 8e0\n")  # PyYAML reads both as strings
+    out = tmp_path / "run"
+    assert main(_argv(ks_data, out, "--config", str(cfg), "--quiet")) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["optimizer"]["lr"] == 0.001 and saved["batch"]["max_seconds"] == 8.0
+
+
+def test_task_ids_are_case_insensitive(tmp_path, ks_data):
+    argv = _argv(ks_data, tmp_path / "run", "--quiet")
+    argv[argv.index("ks")] = "KS"
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["task"] == "ks"
+
+
+def test_threads_default_and_validation(tmp_path, ks_data, capsys):
+    assert default_threads() >= 1
+    with pytest.raises(ValueError, match="--threads must be a whole number >= 1, got 0"):
+        set_threads(0)
+    out = tmp_path / "run"
+    assert main(_argv(ks_data, out, "--threads", "1")) == 0
+    err = capsys.readouterr().err
+    block = [l for l in err.splitlines() if l.startswith("superb: ")]
+    assert [l.split()[1] for l in block[:7]] == ["run", "task", "upstream", "data", "device", "training", "config"]
+    assert "1 CPU threads" in err and "train " in err and str(out) in err
+    res = json.loads((out / "results.json").read_text())
+    assert res["threads"] == 1 and res["precision"] == "fp32"
