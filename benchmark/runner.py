@@ -633,6 +633,15 @@ class Runner:
         finally:
             self.close()
 
+    def data_source(self) -> Dict[str, Any]:
+        """``{"source": "mini", "mini_profile", "mini_seed"}`` for the embedded synthetic corpus,
+        ``{"source": "folder"}`` for a corpus the user pointed at (``--data``)."""
+        data = self.config["data"]
+        if data.get("dir"):
+            return {"source": "folder"}
+        return {"source": "mini", "mini_profile": data.get("mini_profile", "default"),
+                "mini_seed": int(data.get("mini_seed", 0))}
+
     def describe(self) -> List[str]:
         """What this run is about to do, for the block printed at its start."""
         up, rc = self.config["upstream"], self.config["runner"]
@@ -709,7 +718,8 @@ class Runner:
             "steps": state["step"],
             "dev_history": state["history"],
             "layer_weights": self.featurizer.layer_weights(),
-            "data": {"dir": str(self.data_dir), "num_examples": {k: len(v) for k, v in self.splits.items()},
+            "data": {"dir": str(self.data_dir), **self.data_source(),
+                     "num_examples": {k: len(v) for k, v in self.splits.items()},
                      **({"notes": self.task.data_notes} if self.task.data_notes else {})},
             "predictions": prediction_files,
             "config": self.config,

@@ -40,3 +40,14 @@ def test_threads_default_and_validation(tmp_path, ks_data, capsys):
     assert "1 CPU threads" in err and "train " in err and str(out) in err
     res = json.loads((out / "results.json").read_text())
     assert res["threads"] == 1 and res["precision"] == "fp32"
+
+
+def test_results_record_the_data_source(tmp_path, ks_data):
+    out = tmp_path / "run"
+    assert main(_argv(ks_data, out, "--quiet")) == 0
+    assert json.loads((out / "results.json").read_text())["data"]["source"] == "folder"
+    from superb.benchmark.runner import Runner
+
+    runner = Runner.__new__(Runner)
+    runner.config = {"data": {"dir": None, "mini_profile": "tiny", "mini_seed": 3}}
+    assert runner.data_source() == {"source": "mini", "mini_profile": "tiny", "mini_seed": 3}
