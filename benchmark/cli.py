@@ -85,7 +85,7 @@ def cmd_evaluate(args) -> int:
     from .runner import evaluate_run
 
     metrics = evaluate_run(args.run_dir, split=args.split, device=args.device, progress=not args.quiet,
-                           upstream=args.upstream, trust_run_dir=args.trust_run_dir)
+                           upstream=args.upstream, trust_run_dir=args.trust_run_dir, sets=args.sets)
     print(json.dumps({"split": args.split, "metrics": metrics}, indent=2))
     return 0
 
@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(file.py:Class, module:Class) that the run folder's config.json names")
     ev.add_argument("--trust-run-dir", action="store_true",
                     help="import a custom upstream named in the run folder's config.json without --upstream")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="a decoding setting to evaluate with (repeatable; only the task's decoding keys, e.g. "
+                         "ASR task.decoder=kenlm task.kenlm.lm_path=4-gram.arpa)")
     ev.set_defaults(func=cmd_evaluate)
 
     ls = sub.add_parser("list", help="list upstreams and tasks")

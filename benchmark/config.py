@@ -42,6 +42,11 @@ def _merge(base: Dict[str, Any], override: Mapping[str, Any], where: str, prefix
             base[key] = copy.deepcopy(value)
 
 
+def merge_config(base: Dict[str, Any], override: Mapping[str, Any], where: str) -> None:
+    """Merge ``override`` into ``base`` in place; every key must exist already (errors name ``where``)."""
+    _merge(base, override, where)
+
+
 def parse_scalar(raw: str, source: str | None = None) -> Any:
     """A command-line value as YAML, with ``1e-3``-style floats (YAML 1.1 reads them as strings).
 

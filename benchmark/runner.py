@@ -68,7 +68,7 @@ from superb.upstream import build_upstream
 from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
 from superb.upstream.custom import canonical_name, is_custom_name
 
-from .config import ConfigError, diff_configs
+from .config import ConfigError, diff_configs, merge_config, parse_set
 from .schedulers import Schedule
 from .schema import validate_config
 
@@ -302,12 +302,15 @@ class Runner:
 
     @classmethod
     def for_evaluation(cls, run_dir, device: Optional[str] = None, progress: bool = True,
-                       upstream: Optional[str] = None, trust_run_dir: bool = False) -> "Runner":
+                       upstream: Optional[str] = None, trust_run_dir: bool = False,
+                       sets: Sequence[str] = ()) -> "Runner":
         """Rebuild a finished run (config, data, upstream, best featurizer and head) read-only.
 
         The run folder is data: a custom upstream (``file.py:Class``, ``module:Class``) that its
         ``config.json`` names is imported only when ``upstream`` names it again or
         ``trust_run_dir`` is set. The caller releases the folder's lock with :meth:`close`.
+        ``sets`` (``task.decoder=kenlm`` style) may change only the task's ``decode_settings``:
+        anything else would evaluate a model under another protocol than it was trained with.
         """
         run_dir = Path(run_dir)
         cfg_path, best_path = run_dir / "config.json", run_dir / "checkpoints" / "best.pt"
@@ -316,6 +319,8 @@ class Runner:
         if not best_path.is_file():
             raise RunDirectoryError(f"{run_dir}: no checkpoints/best.pt yet (the run has not evaluated dev)")
         config = read_run_config(cfg_path)
+        if sets:
+            apply_decode_sets(config, sets, cfg_path)
         name = str(config["upstream"].get("name"))
         if upstream is not None and canonical_name(upstream) != canonical_name(name):
             raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {run_dir} ({name!r})")
@@ -732,21 +737,42 @@ class Runner:
         }
 
 
+def apply_decode_sets(config: Dict[str, Any], sets: Sequence[str], where) -> None:
+    """Merge ``superb evaluate --set`` items into a run's config; only decoding settings may change."""
+    overrides = parse_set(sets)
+    allowed = tuple(get_task(config["task"]["name"]).decode_settings)
+    bad = [f"{k}" for k in overrides if k != "task"] + [f"task.{k}" for k in overrides.get("task", {})
+                                                        if k not in allowed]
+    if bad:
+        can = ", ".join(f"task.{k}" for k in allowed) or "none for this task"
+        raise ConfigError(f"evaluate --set may change only decoding settings ({can}); {', '.join(bad)} would "
+                          f"change the trained model or its protocol: start a new run instead")
+    merge_config(config, overrides, f"evaluate --set (into {where})")
+
+
 def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, progress: bool = True,
-                 upstream: Optional[str] = None, trust_run_dir: bool = False) -> Dict[str, float]:
+                 upstream: Optional[str] = None, trust_run_dir: bool = False,
+                 sets: Sequence[str] = ()) -> Dict[str, float]:
     """Re-evaluate a finished run's best checkpoint on ``split``; writes ``evaluate-<split>.json``.
 
-    ``upstream``/``trust_run_dir``: see :meth:`Runner.for_evaluation` (custom upstreams).
+    ``upstream``/``trust_run_dir``: see :meth:`Runner.for_evaluation` (custom upstreams). ``sets``:
+    decoding settings to evaluate with instead of the run's (ASR: ``task.decoder=kenlm``,
+    ``task.kenlm.lm_path=...``); recorded in the JSON, with the decoder's description.
     """
     runner = Runner.for_evaluation(run_dir, device=device, progress=progress, upstream=upstream,
-                                   trust_run_dir=trust_run_dir)
+                                   trust_run_dir=trust_run_dir, sets=sets)
     try:
         if split not in runner.splits:
             raise ValueError(f"unknown split {split!r}; this task has {', '.join(runner.splits)}")
         metrics, preds = runner.evaluate(split)
         metrics = plain_data(metrics)
         runner.task.write_predictions(runner.output_dir / "evaluate", split, runner.splits[split], preds)
-        atomic_write_json(runner.output_dir / f"evaluate-{split}.json", {"split": split, "metrics": metrics})
+        record = {"split": split, "metrics": metrics}
+        if sets:
+            record["settings"] = list(sets)
+        if "decoder" in (runner.task.data_notes or {}):
+            record["decoder"] = plain_data(runner.task.data_notes["decoder"])
+        atomic_write_json(runner.output_dir / f"evaluate-{split}.json", record)
         return metrics
     finally:
         runner.close()

@@ -7,8 +7,10 @@ a zip of ``predict/<task>_public/<file>``.
 task   path in the zip                     content (one line per item)
 =====  ==================================  =============================================
 pr     predict/pr_public/predict.ark       ``utt hypothesis`` (phones)
-asr    predict/asr_public/predict.ark      ``utt hypothesis`` (no LM)
-ks     predict/ks_public/predict.txt       ``utt label``
+asr    predict/asr_public/predict.ark      ``utt hypothesis`` (no LM); a run decoded with the
+       predict/asr_lm_public/predict.ark   KenLM n-gram adds its ``predict_lm.ark`` (ASR+LM)
+ks     predict/ks_public/predict.txt       ``utt label``; utt = ``<label>-<file>.wav``
+                                           (``<label>/<file>.wav`` ids are converted)
 sid    predict/sid_public/predict.txt      ``utt label``
 ic     predict/ic_public/predict.csv       ``utt,action,object,location`` (no header)
 er     predict/er_fold{1..5}_public/       ``utt label`` per fold; all five folds required
@@ -19,20 +21,22 @@ sf     predict/sf_public/predict.ark       ``utt hypothesis`` (with slot tokens)
 asv    predict/sv_public/predict.txt       ``pair score``; pair = ``<enroll>_<test>``, each
                                            ``<spk>-<video>-<utt>`` (last three path parts,
                                            extension dropped)
-sd     predict/sd_public/                  every test prediction file of the SD run (paths
-                                           below the split folder kept: ``hyp.rttm``,
-                                           ``posteriors/<rec>.npy``, ...), and ``frame_shift``:
-                                           samples (16 kHz) per prediction frame -- the task's
-                                           own file, else the upstream's downsample rate.
-                                           ``--sd-h5``: posteriors as s3prl's ``<rec>.h5``
-                                           (dataset ``T_hat``), what s3prl submitted
-se/ss  predict/{se,ss}_public/metrics.txt  self-reported ``metric value`` lines (generated from
-                                           results.json's test metrics when the run wrote none;
-                                           line format unverified)
+sd     predict/sd_public/                  ``<rec>.h5`` per test recording (the posteriors as
+                                           dataset ``T_hat``, what the server scores), the other
+                                           test prediction files of the SD run (``hyp.rttm``,
+                                           ...), and ``frame_shift``: samples (16 kHz) per
+                                           prediction frame -- the task's own file, else the
+                                           upstream's downsample rate. ``--no-sd-h5`` keeps
+                                           ``posteriors/<rec>.npy`` (not scored by the server)
+se/ss  predict/{se,ss}_public/metrics.txt  self-reported ``metric value`` lines, exactly the ones
+                                           the server reads: SE ``pesq``, ``stoi``; SS ``si_sdri``
+                                           (from the run's metrics.txt, else results.json)
 st     predict/st_public/predict.tsv       tab-separated with ``hyp`` and ``ref`` columns
 =====  ==================================  =============================================
 
-The prediction files come from each run's ``results.json`` (``predictions[<test split>]``; ER from
+Server facts are from the leaderboard's own scorer (superbbenchmark/website-react
+``backend/calculate.py``, ``backend/inference/make_rttm.py``); ``docs/submission.md`` has them
+task by task. The prediction files come from each run's ``results.json`` (``predictions[<test split>]``; ER from
 ``folds``). Every file is validated -- and converted where the task's own format differs (an IC
 header row, ASV ``enroll test score`` lines) -- before anything is written; problems name the
 run, the file and the line. Tasks of the public set without a run are listed (``--require-all``
@@ -45,6 +49,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -69,13 +74,14 @@ class SubmitTarget:
     fmt: str                     # validator / converter
     sources: Tuple[str, ...]     # accepted names of the task's prediction file, preferred first
     folds: int = 0
+    server_metrics: Tuple[str, ...] = ()   # metrics.txt lines the server reads (SE, SS), in order
 
 
 #: task id -> where its predictions go in the zip (the public set's layout)
 LAYOUT: Dict[str, SubmitTarget] = {
     "pr": SubmitTarget("pr_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),
     "asr": SubmitTarget("asr_public", "predict.ark", "utt_text", ("predict.ark", "test-clean-noLM-hyp.ark", "hyp.ark")),
-    "ks": SubmitTarget("ks_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),
+    "ks": SubmitTarget("ks_public", "predict.txt", "ks_label", ("predict.txt", "test_predict.txt")),
     "sid": SubmitTarget("sid_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),
     "ic": SubmitTarget("ic_public", "predict.csv", "ic_csv", ("predict.csv", "test_predict.csv")),
     "er": SubmitTarget("er_fold{fold}_public", "predict.txt", "utt_label", ("predict.txt",), folds=5),
@@ -83,10 +89,14 @@ LAYOUT: Dict[str, SubmitTarget] = {
     "sf": SubmitTarget("sf_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),
     "asv": SubmitTarget("sv_public", "predict.txt", "pair_score", ("predict.txt", "test_predict.txt", "scores.txt")),
     "sd": SubmitTarget("sd_public", None, "sd_dir", ()),
-    "se": SubmitTarget("se_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt")),
-    "ss": SubmitTarget("ss_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt")),
+    "se": SubmitTarget("se_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt"),
+                       server_metrics=("pesq", "stoi")),
+    "ss": SubmitTarget("ss_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt"),
+                       server_metrics=("si_sdri",)),
     "st": SubmitTarget("st_public", "predict.tsv", "hyp_ref_tsv", ("predict.tsv", "output-st-test.tsv")),
 }
+#: ASR decoded with the KenLM n-gram (``task.decoder: kenlm``): the server's ASR+LM column
+ASR_LM = SubmitTarget("asr_lm_public", "predict.ark", "utt_text", ("predict_lm.ark", "test-clean-LM-hyp.ark"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +130,10 @@ def _is_float(s: str) -> bool:
         return False
 
 
+def _is_finite(s: str) -> bool:
+    return _is_float(s) and math.isfinite(float(s))
+
+
 def fmt_utt_text(path: Path) -> bytes:
     rows = []
     for n, line in _lines(path):
@@ -136,6 +150,28 @@ def fmt_utt_label(path: Path) -> bytes:
         if len(parts) != 2:
             raise SubmitError(f"{path}:{n}: expected `utt label`, got {line!r}")
         rows.append((n, parts[0], parts[1]))
+    _no_dups(path, [(n, u) for n, u, _ in rows])
+    return "".join(f"{u} {lab}\n" for _, u, lab in rows).encode()
+
+
+_KS_ID = re.compile(r"^[^/\\\s]+-[^/\\\s]+\.wav$", re.IGNORECASE)
+
+
+def fmt_ks_label(path: Path) -> bytes:
+    """KS ``utt label`` lines with the server's ids, ``<label>-<file>.wav`` (the last two path parts
+    joined with ``-``); ids written as ``<label>/<file>.wav`` (runs of superb before 0.5) are converted."""
+    rows = []
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2:
+            raise SubmitError(f"{path}:{n}: expected `utt label`, got {line!r}")
+        utt = parts[0]
+        if "/" in utt:
+            utt = "-".join(utt.split("/")[-2:])
+        if not _KS_ID.match(utt):
+            raise SubmitError(f"{path}:{n}: KS id {parts[0]!r} is not of the form <label>-<file>.wav (e.g. "
+                              "yes-0a2b400e_nohash_0.wav), which the leaderboard server's truth file is keyed by")
+        rows.append((n, utt, parts[1]))
     _no_dups(path, [(n, u) for n, u, _ in rows])
     return "".join(f"{u} {lab}\n" for _, u, lab in rows).encode()
 
@@ -175,12 +211,13 @@ def fmt_pair_score(path: Path) -> bytes:
     rows = []
     for n, line in _lines(path):
         parts = line.split()
-        if len(parts) == 2 and _is_float(parts[1]):
+        if len(parts) == 2 and _is_finite(parts[1]):
             pair, score = parts
-        elif len(parts) == 3 and _is_float(parts[2]):
+        elif len(parts) == 3 and _is_finite(parts[2]):
             pair, score = f"{_trial_name(parts[0])}_{_trial_name(parts[1])}", parts[2]
-        else:
-            raise SubmitError(f"{path}:{n}: expected `pair score` or `enroll test score`, got {line!r}")
+        else:  # a NaN score would make the server's EER (sklearn roc_curve) fail for the whole column
+            raise SubmitError(f"{path}:{n}: expected `pair score` or `enroll test score` with a finite score, "
+                              f"got {line!r}")
         rows.append((n, pair, score))
     _no_dups(path, [(n, p) for n, p, _ in rows])
     return "".join(f"{p} {s}\n" for _, p, s in rows).encode()
@@ -200,20 +237,49 @@ def fmt_stdlist_xml(path: Path) -> bytes:
 _METRIC_LINE = re.compile(r"^\s*([A-Za-z][\w.\-]*)\s*[:=]?\s+([-+0-9.eE]+|nan|inf)\s*$")
 
 
-def fmt_metrics(path: Path) -> bytes:
+def read_metric_lines(path: Path) -> Dict[str, float]:
+    values: Dict[str, float] = {}
     for n, line in _lines(path):
         m = _METRIC_LINE.match(line)
         if not m or not _is_float(m.group(2)):
             raise SubmitError(f"{path}:{n}: expected `metric value`, got {line!r}")
+        if m.group(1) in values:
+            raise SubmitError(f"{path}:{n}: metric {m.group(1)!r} appears twice")
+        values[m.group(1)] = float(m.group(2))
+    return values
+
+
+def server_metric_lines(task: str, values: Dict[str, float], names: Tuple[str, ...], where: str) -> bytes:
+    """``name value`` lines of exactly the metrics the server reads. Its SE scorer takes the lines
+    named ``pesq`` and ``stoi``; its SS scorer takes the *last* line whose name contains
+    ``si_sdr`` -- so ``si_sdr`` or ``si_sdr_input`` lines would replace SI-SDRi; only these lines
+    are written."""
+    missing = [k for k in names if k not in values]
+    if missing:
+        raise SubmitError(f"{task}: {where} has no {', '.join(missing)} value; the leaderboard reads "
+                          f"{', '.join(names)} from {task}_public/metrics.txt")
+    bad = [k for k in names if values[k] != values[k] or abs(values[k]) == float("inf")]
+    if bad:
+        raise SubmitError(f"{task}: {where}: {', '.join(f'{k} = {values[k]}' for k in bad)} is not a finite number")
+    return "".join(f"{k} {values[k]:.6f}\n" for k in names).encode()
+
+
+def fmt_metrics(path: Path) -> bytes:
+    read_metric_lines(path)
     return path.read_bytes()
 
 
 def fmt_hyp_ref_tsv(path: Path) -> bytes:
-    lines = _lines(path)
-    header = [c.strip().lower() for c in lines[0][1].split("\t")]
+    """ST: the server reads the file with ``csv.DictReader`` (tab, no quoting) and takes the columns
+    named exactly ``hyp`` and ``ref``. Fields are counted on the raw line: an empty last field
+    (an empty hypothesis or reference) is still a field."""
+    _lines(path)  # UTF-8, not empty
+    lines = [(i + 1, line.rstrip("\r\n")) for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"))]
+    lines = [(n, line) for n, line in lines if line.strip()]
+    header = [c.strip() for c in lines[0][1].split("\t")]
     if "hyp" not in header or "ref" not in header:
-        raise SubmitError(f"{path}:{lines[0][0]}: header must name `hyp` and `ref` columns (tab-separated), "
-                          f"got {lines[0][1]!r}")
+        raise SubmitError(f"{path}:{lines[0][0]}: header must name `hyp` and `ref` columns (tab-separated, lower "
+                          f"case: the server's csv.DictReader looks them up by name), got {lines[0][1]!r}")
     for n, line in lines[1:]:
         if len(line.split("\t")) != len(header):
             raise SubmitError(f"{path}:{n}: {len(line.split(chr(9)))} tab-separated fields, the header has {len(header)}")
@@ -221,7 +287,7 @@ def fmt_hyp_ref_tsv(path: Path) -> bytes:
 
 
 FORMATS = {
-    "utt_text": fmt_utt_text, "utt_label": fmt_utt_label, "ic_csv": fmt_ic_csv, "pair_score": fmt_pair_score,
+    "utt_text": fmt_utt_text, "utt_label": fmt_utt_label, "ks_label": fmt_ks_label, "ic_csv": fmt_ic_csv, "pair_score": fmt_pair_score,
     "stdlist_xml": fmt_stdlist_xml, "metrics": fmt_metrics, "hyp_ref_tsv": fmt_hyp_ref_tsv,
 }
 
@@ -264,18 +330,24 @@ def _where(entry: TaskEntry) -> str:
 
 def _plan_sd(task: str, entry: TaskEntry, target: SubmitTarget, where: str, sd_h5: bool) -> Dict[str, bytes]:
     """SD: the run's test prediction files, keeping their paths below the split folder, plus
-    ``frame_shift``. With ``sd_h5`` each ``posteriors/<recording>.npy`` becomes ``<recording>.h5``
-    with the dataset ``T_hat`` (s3prl's prediction files, which the leaderboard's scorer reads)."""
+    ``frame_shift``. With ``sd_h5`` (the default) each ``posteriors/<recording>.npy`` becomes
+    ``sd_public/<recording>.h5`` with the dataset ``T_hat``: the server globs ``sd_public/*.h5``
+    (not recursively), thresholds ``T_hat`` and scores the RTTM it makes; without any h5 file it
+    skips SD, so a run without posteriors is an error unless ``--no-sd-h5``."""
     files = [_exists(task, f, entry) for f in entry.predictions]
     if not [f for f in files if f.name != "frame_shift"]:
         raise SubmitError(f"{task}: {where} lists no test prediction files")
+    if sd_h5 and not any(f.suffix in (".npy", ".h5") for f in files):
+        raise SubmitError(f"{task}: {where} lists no posteriors (posteriors/<recording>.npy); the leaderboard server "
+                          "scores SD only from sd_public/<recording>.h5 files (pass --no-sd-h5 to pack the run's "
+                          "files anyway, which the server will not score)")
     base = Path(os.path.commonpath([str(f.parent) for f in files]))
     out: Dict[str, bytes] = {}
     rels = {}
     for f in files:
         rel = f.relative_to(base).as_posix()
-        if sd_h5 and f.suffix == ".npy":
-            rel = f"{f.stem}.h5"
+        if sd_h5 and f.suffix in (".npy", ".h5"):
+            rel = f"{f.stem}.h5"  # top level: the server's glob is sd_public/*.h5
         if rel in rels:
             raise SubmitError(f"{task}: {rels[rel]} and {f} would both become sd_public/{rel}")
         rels[rel] = f
@@ -299,7 +371,7 @@ def _npy_to_h5(path: Path) -> bytes:
     try:
         import h5py
     except ImportError as exc:
-        raise SubmitError("--sd-h5 needs h5py (pip install h5py)") from exc
+        raise SubmitError("SD h5 posteriors need h5py (pip install h5py)") from exc
     import numpy as np
 
     arr = np.load(path)
@@ -311,7 +383,7 @@ def _npy_to_h5(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: bool = False) -> Dict[str, bytes]:
+def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: bool = True) -> Dict[str, bytes]:
     """``{zip path: content}`` of one task; raises :class:`SubmitError` naming what is wrong."""
     target = LAYOUT[task]
     where = _where(entry)
@@ -332,10 +404,24 @@ def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: boo
     if target.fmt == "sd_dir":
         return _plan_sd(task, entry, target, where, sd_h5)
     dest = f"predict/{target.folder}/{target.file}"
-    if target.fmt == "metrics" and not any(f.name in target.sources for f in entry.predictions):
-        if not entry.metrics:
+    if target.fmt == "metrics":
+        if any(f.name in target.sources for f in entry.predictions):
+            src = _exists(task, _pick(task, target, entry.predictions, where), entry)
+            values, origin = read_metric_lines(src), str(src)
+        elif entry.metrics:
+            values, origin = {k: float(v) for k, v in entry.metrics.items()}, f"{where} (test metrics)"
+        else:
             raise SubmitError(f"{task}: {where} has neither a metrics.txt prediction file nor test metrics")
-        out[dest] = "".join(f"{k} {float(v)}\n" for k, v in entry.metrics.items()).encode()
+        out[dest] = server_metric_lines(task, values, target.server_metrics, origin)
+        return out
+    if task == "asr":
+        lm = [f for f in entry.predictions if f.name in ASR_LM.sources]
+        rest = [f for f in entry.predictions if f.name not in ASR_LM.sources]
+        if lm:
+            src = _exists(task, _pick(task, ASR_LM, lm, where), entry)
+            out[f"predict/{ASR_LM.folder}/{ASR_LM.file}"] = FORMATS[ASR_LM.fmt](src)
+        src = _exists(task, _pick(task, target, rest, where), entry)
+        out[dest] = FORMATS[target.fmt](src)
         return out
     src = _exists(task, _pick(task, target, entry.predictions, where), entry)
     out[dest] = FORMATS[target.fmt](src)
@@ -352,7 +438,7 @@ class Plan:
 
 
 def plan_submission(col: Collection, upstream: Optional[str] = None, require_all: bool = False,
-                    sd_h5: bool = False) -> Plan:
+                    sd_h5: bool = True) -> Plan:
     ups = [u for u in col.upstreams.values() if not u.published]
     if upstream is not None:
         ups = [u for u in ups if u.label == upstream or u.info.get("name") == upstream]
@@ -418,8 +504,10 @@ def cmd_submit(args) -> int:
     print(f"{'would write' if args.dry_run else 'wrote'} {args.out}: upstream {plan.upstream}, "
           f"{len(plan.included)} tasks")
     for name in sorted(plan.files):
-        lines = plan.files[name].count(b"\n")
-        print(f"  {name}  ({lines} lines)")
+        data = plan.files[name]
+        binary = name.endswith((".h5", ".npy"))
+        size = f"{len(data)} bytes" if binary else f"{data.count(bytes([10]))} lines"
+        print(f"  {name}  ({size})")
     if plan.missing:
         print(f"not included (no runs): {', '.join(plan.missing)}")
     if plan.ignored:
@@ -434,8 +522,10 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="the zip to write, e.g. predict.zip")
     p.add_argument("--upstream", help="the upstream to submit when the runs hold several (label shown by export)")
     p.add_argument("--require-all", action="store_true", help="fail unless every public-set task has a run")
-    p.add_argument("--sd-h5", action="store_true",
-                   help="SD: ship posteriors as s3prl's <recording>.h5 files (dataset T_hat; needs h5py)")
+    p.add_argument("--sd-h5", action=argparse.BooleanOptionalAction, default=True,
+                   help="SD: ship the posteriors as s3prl's <recording>.h5 files, dataset T_hat (default: the "
+                        "server scores SD only from sd_public/*.h5); --no-sd-h5 ships the run's .npy files "
+                        "as they are, which the server does not score")
     p.add_argument("--dry-run", action="store_true", help="validate and list, write nothing")
     p.set_defaults(func=cmd_submit)
 

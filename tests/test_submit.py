@@ -67,11 +67,11 @@ def test_zip_layout_file_by_file(tmp_path, capsys):
         files = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
         dirs = sorted(n for n in zf.namelist() if n.endswith("/"))
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
-    assert dirs[0] == "predict/" and "predict/er_fold3_public/" in dirs and "predict/sd_public/posteriors/" in dirs
+    assert dirs[0] == "predict/" and "predict/er_fold3_public/" in dirs and "predict/sd_public/posteriors/" not in dirs
     expected = {
         "predict/pr_public/predict.ark": "1089-134686-0000 HH AH0 L OW1\n1089-134686-0001\n",
         "predict/asr_public/predict.ark": "1089-134686-0000 HELLO WORLD\n",
-        "predict/ks_public/predict.txt": "yes/0a2b400e_nohash_0.wav yes\n",
+        "predict/ks_public/predict.txt": "yes-0a2b400e_nohash_0.wav yes\n",  # the server's id form
         "predict/sid_public/predict.txt": "id10270-5r0dWxy17C8-00001 id10270\n",
         "predict/ic_public/predict.csv": "0a3129c0-4474-11e9-a9a5-5dbec3b8816a,activate,lights,none\n",
         **{f"predict/er_fold{k}_public/predict.txt": f"Ses0{k}F_impro01_F000 neu\nSes0{k}M_script02_M001 ang\n"
@@ -82,12 +82,13 @@ def test_zip_layout_file_by_file(tmp_path, capsys):
         "predict/sd_public/hyp.rttm": "SPEAKER rec1 1 0.00 1.50 <NA> <NA> 0 <NA> <NA>\n",
         "predict/sd_public/frame_shift": "320\n",
         "predict/sd_public/setting.txt": "threshold 0.5\nmedian_filter 11\n",
-        "predict/se_public/metrics.txt": "pesq 2.6\nstoi 0.94\n",
-        "predict/ss_public/metrics.txt": "si_sdri 10.2\n",
+        "predict/se_public/metrics.txt": "pesq 2.600000\nstoi 0.940000\n",
+        "predict/ss_public/metrics.txt": "si_sdri 10.200000\n",
         "predict/st_public/predict.tsv": "id\thyp\tref\n0\tHallo Welt\tHallo Welt\n",
     }
-    npy = files.pop("predict/sd_public/posteriors/rec1.npy")
-    assert np.load(io.BytesIO(npy)).tolist() == [[0.25, 0.25]] * 4
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(io.BytesIO(files.pop("predict/sd_public/rec1.h5")), "r") as h5:  # the default: what the server scores
+        assert h5["T_hat"][()].tolist() == [[0.25, 0.25]] * 4
     assert {n: b.decode() for n, b in files.items()} == expected
     # deterministic: the same runs give the same bytes
     again = tmp_path / "again.zip"
@@ -101,12 +102,21 @@ def test_sd_frame_shift_from_upstream_and_h5_posteriors(tmp_path):
     np.save(post, np.arange(6, dtype=np.float32).reshape(3, 2))
     write_run(tmp_path, "sd", "sd", {"der": 5.9}, downsample_rate=160,
               files={"hyp.rttm": "SPEAKER r 1 0.00 1.00 <NA> <NA> 0 <NA> <NA>\n", "posteriors/rec7.npy": post.getvalue()})
-    plan = plan_submission(collect([tmp_path]), sd_h5=True)
+    plan = plan_submission(collect([tmp_path]))  # h5 is the default
     assert sorted(plan.files) == ["predict/sd_public/frame_shift", "predict/sd_public/hyp.rttm",
                                   "predict/sd_public/rec7.h5"]
     assert plan.files["predict/sd_public/frame_shift"] == b"160\n"  # no task file: the upstream's rate
     with h5py.File(io.BytesIO(plan.files["predict/sd_public/rec7.h5"]), "r") as h5:
         assert h5["T_hat"][()].tolist() == [[0, 1], [2, 3], [4, 5]]
+    kept = plan_submission(collect([tmp_path]), sd_h5=False)  # --no-sd-h5: the run's files as they are
+    assert sorted(kept.files) == ["predict/sd_public/frame_shift", "predict/sd_public/hyp.rttm",
+                                  "predict/sd_public/posteriors/rec7.npy"]
+    write_run(tmp_path / "rttm_only", "sd", "sd", {"der": 5.9},
+              files={"hyp.rttm": "SPEAKER r 1 0.00 1.00 <NA> <NA> 0 <NA> <NA>\n"})
+    with pytest.raises(SubmitError, match=r"sd: .* lists no posteriors .*sd_public/<recording>.h5.*--no-sd-h5"):
+        plan_submission(collect([tmp_path / "rttm_only"]))
+    assert sorted(plan_submission(collect([tmp_path / "rttm_only"]), sd_h5=False).files) == [
+        "predict/sd_public/frame_shift", "predict/sd_public/hyp.rttm"]
 
 
 def test_validation_names_missing_folds_tasks_and_bad_lines(tmp_path, capsys):
@@ -117,8 +127,8 @@ def test_validation_names_missing_folds_tasks_and_bad_lines(tmp_path, capsys):
     assert main(["submit", str(tmp_path / "a"), "--out", str(out)]) == 2
     assert "nothing was written" in capsys.readouterr().err and not out.exists()
 
-    write_run(tmp_path / "b", "ks", "ks", {"accuracy": 90.0}, files={"predict.txt": "a yes\nb no extra\n"})
-    with pytest.raises(SubmitError, match=r"predict.txt:2: expected `utt label`, got 'b no extra'"):
+    write_run(tmp_path / "b", "ks", "ks", {"accuracy": 90.0}, files={"predict.txt": "yes-a.wav yes\nno-b.wav no extra\n"})
+    with pytest.raises(SubmitError, match=r"predict.txt:2: expected `utt label`, got 'no-b.wav no extra'"):
         plan_submission(collect([tmp_path / "b"]))
     write_run(tmp_path / "c", "pr", "pr", {"per": 9.0}, files={"predict.ark": "u1 A\nu1 B\n"})
     with pytest.raises(SubmitError, match=r"predict.ark:2: id 'u1' repeats line 1"):
@@ -131,8 +141,8 @@ def test_validation_names_missing_folds_tasks_and_bad_lines(tmp_path, capsys):
     with pytest.raises(SubmitError, match=r"sid: prediction file listed in results.json is missing: .*predict.txt"):
         plan_submission(collect([tmp_path / "d"]))
 
-    write_run(tmp_path / "e", "ks", "ks", {"accuracy": 90.0}, files={"predict.txt": "a yes\n"})
-    write_run(tmp_path / "e", "ks2", "ks", {"accuracy": 91.0}, upstream="wav2vec2", files={"predict.txt": "a yes\n"})
+    write_run(tmp_path / "e", "ks", "ks", {"accuracy": 90.0}, files={"predict.txt": "yes-a.wav yes\n"})
+    write_run(tmp_path / "e", "ks2", "ks", {"accuracy": 91.0}, upstream="wav2vec2", files={"predict.txt": "yes-a.wav yes\n"})
     with pytest.raises(SubmitError, match=r"one upstream; these runs have 2: .*hubert_base.*wav2vec2.*--upstream"):
         plan_submission(collect([tmp_path / "e"]))
     assert list(plan_submission(collect([tmp_path / "e"]), upstream="wav2vec2").files) == ["predict/ks_public/predict.txt"]

@@ -58,7 +58,7 @@ def test_voxceleb_lists_not_utf8_name_the_file(tmp_path):
     with pytest.raises(ValueError) as excinfo:
         voxceleb1_identification(root)
     _assert_names(excinfo, iden)
-    trials = _spoil(root / "veri_test2.txt")
+    trials = _spoil(root / "veri_test.txt")
     with pytest.raises(ValueError) as excinfo:
         voxceleb1_verification(root)
     _assert_names(excinfo, trials)

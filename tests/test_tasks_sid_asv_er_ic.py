@@ -49,7 +49,7 @@ def write_voxceleb1(root: Path, layout: str = "merged", short: bool = True) -> P
               "0 id10270/aaaaaaaaaaa/00001.wav id10271/aaaaaaaaaaa/00001.wav",
               "1 id10271/aaaaaaaaaaa/00002.wav id10271/b-b_bbbbbbb/00001.wav",
               "0 id10271/b-b_bbbbbbb/00002.wav id10270/aaaaaaaaaaa/00002.wav"]
-    (root / "veri_test2.txt").write_text("\n".join(trials) + "\n")
+    (root / "veri_test.txt").write_text("\n".join(trials) + "\n")
     return root
 
 
@@ -178,7 +178,7 @@ def test_asv_trial_list_errors(tmp_path):
     with pytest.raises(ValueError, match="both target"):
         read_trials(bad)
     root = write_voxceleb1(tmp_path / "vox")
-    (root / "veri_test2.txt").write_text("1 id10270/aaaaaaaaaaa/00001.wav id10270/zzzzzzzzzzz/00001.wav\n"
+    (root / "veri_test.txt").write_text("1 id10270/aaaaaaaaaaa/00001.wav id10270/zzzzzzzzzzz/00001.wav\n"
                                          "0 id10270/aaaaaaaaaaa/00001.wav id10271/aaaaaaaaaaa/00001.wav\n")
     with pytest.raises(FileNotFoundError, match="id10270/zzzzzzzzzzz/00001.wav not found"):
         voxceleb1_verification(root)
@@ -401,7 +401,7 @@ def test_mini_splits_parse_with_the_real_loaders(mini_built):
     sid = voxceleb1_identification(vox)
     assert {e.label for e in sid["test"]} == {e.label for e in sid["train"]}
     assert not {e.id for e in sid["train"]} & {e.id for e in sid["test"] + sid["dev"]}
-    splits, trials, notes = voxceleb1_verification(vox)
+    splits, trials, notes = voxceleb1_verification(vox, "veri_test2.txt")  # the mini corpus names its list so
     t = trials["test"]
     assert sum(x[0] for x in t) == len(t) // 2 and notes["trial_speakers_also_in_training"] == 0
     assert all(a.split("/")[1] != b.split("/")[1] for lab, a, b in t if lab == 1)  # targets across videos

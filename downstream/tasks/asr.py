@@ -15,11 +15,21 @@ is applied to the weighted features during training (time and frequency masks wi
 widths; s3prl's time warping is not applied). Vocabulary: CTC blank, word boundary ``|``,
 apostrophe, A-Z. Metrics: WER (%) via jiwer (primary, lower is better) and CER (%).
 Predictions: ``predict.ark`` with ``<utt-id> <hypothesis>`` lines.
+
+Decoding (``task.decoder``): ``greedy`` (default; SUPERB's "ASR, no LM" column) or ``kenlm``:
+s3prl's lexicon beam search with a KenLM n-gram (the leaderboard's "ASR+LM" column, SUPERB used
+LibriSpeech's official 4-gram), options under ``task.kenlm`` (see :mod:`superb.downstream.decoders`;
+s3prl's values: beam 5, beam threshold 25, LM weight 2, word score -1). With ``kenlm`` the greedy
+``wer``/``cer`` are still reported and still pick the best dev checkpoint (no-LM and LM numbers
+come from the same checkpoint, as in s3prl), and ``wer_lm``/``cer_lm`` are added, with the LM
+hypotheses in ``predict_lm.ark``; ``data.notes.decoder`` in results.json records the LM, lexicon
+and search options. The LM file is never downloaded: a missing one is an error naming the path.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import jiwer
 import torch
@@ -27,8 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import audio_files, segment_for
+from ..decoders import KenLMDecoder
 from ..fileio import read_lines
-from .base import Example, Task, write_lines
+from .base import METRIC_UNITS, Example, Task, write_lines
 
 BLANK = "<blank>"
 VOCAB = (BLANK, "|", "'") + tuple(chr(c) for c in range(ord("A"), ord("Z") + 1))
@@ -53,6 +64,22 @@ def decode_ids(ids: Sequence[int]) -> str:
             out.append(" " if VOCAB[i] == "|" else VOCAB[i])
         prev = i
     return " ".join("".join(out).split())
+
+
+DECODERS = ("greedy", "kenlm")
+#: ``task.kenlm`` keys and their defaults (s3prl v0.4.18 ``downstream/asr/config.yaml`` decoder_args)
+KENLM_DEFAULTS: Dict[str, Any] = {"lm_path": None, "lexicon": None, "beam_size": 5, "beam_size_token": None,
+                                  "beam_threshold": 25.0, "lm_weight": 2.0, "word_score": -1.0, "sil_score": 0.0}
+#: metrics added when decoding with the LM
+LM_METRICS = {"wer_lm": False, "cer_lm": False}
+
+
+@dataclass(frozen=True)
+class Hypotheses:
+    """One utterance decoded twice: greedy (no LM) and with the KenLM beam search."""
+
+    greedy: str
+    lm: str
 
 
 def librispeech_manifest(root: Path, split: str, min_samples: int = 400) -> List[Example]:
@@ -163,10 +190,65 @@ class SpeechRecognition(Task):
     primary_metric = "wer"
     mini_split = "librispeech"
     data_help = "the LibriSpeech folder (holding train-clean-100/, dev-clean/, test-clean/)"
+    decode_settings = ("decoder", "kenlm")
+
+    def __init__(self, cfg: Dict[str, Any]):
+        super().__init__(cfg)
+        self.decoder_name = str(self.cfg.get("decoder") or "greedy")
+        if self.decoder_name not in DECODERS:
+            raise ValueError(f"task.decoder must be one of {', '.join(DECODERS)}, got {self.cfg.get('decoder')!r}")
+        self.lm_decoder: Optional[KenLMDecoder] = None
+        self.data_notes = {}
+        if self.decoder_name == "kenlm":
+            opts = self.kenlm_options()
+            if opts["lm_path"] is None:
+                raise ValueError("task.decoder: kenlm needs task.kenlm.lm_path (a KenLM ARPA or binary file; "
+                                 "SUPERB used LibriSpeech's official 4-gram.arpa)")
+            for key in ("lm_path", "lexicon"):
+                if opts[key] is not None and not Path(opts[key]).is_file():
+                    what = "KenLM language model" if key == "lm_path" else "lexicon"
+                    raise FileNotFoundError(f"{what} not found: {opts[key]} (task.kenlm.{key}; superb never "
+                                            "downloads it)")
+            self.metrics = {**type(self).metrics, **LM_METRICS}
+
+    def kenlm_options(self) -> Dict[str, Any]:
+        given = self.cfg.get("kenlm") or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"task.kenlm must be a mapping, got {given!r}")
+        unknown = sorted(set(given) - set(KENLM_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown task.kenlm key(s) {', '.join(unknown)}; known: {', '.join(KENLM_DEFAULTS)}")
+        opts = {**KENLM_DEFAULTS, **given}
+        for key in ("beam_size", "beam_size_token"):
+            v = opts[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 1):
+                raise ValueError(f"task.kenlm.{key} must be a whole number >= 1" + (" or null" if key == "beam_size_token"
+                                 else "") + f", got {v!r}")
+        for key in ("beam_threshold", "lm_weight", "word_score", "sil_score"):
+            v = opts[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
+                raise ValueError(f"task.kenlm.{key} must be a finite number, got {v!r}")
+        return opts
+
+    def build_lm_decoder(self) -> KenLMDecoder:
+        opts = self.kenlm_options()
+        return KenLMDecoder(VOCAB, opts["lm_path"], opts["lexicon"], blank=0, boundary="|",
+                            beam_size=opts["beam_size"], beam_size_token=opts["beam_size_token"],
+                            beam_threshold=opts["beam_threshold"], lm_weight=opts["lm_weight"],
+                            word_score=opts["word_score"], sil_score=opts["sil_score"])
+
+    @classmethod
+    def metric_units(cls, names=None) -> Dict[str, str]:
+        names = sorted(names if names is not None else cls.metrics)
+        lm = {n: f"{METRIC_UNITS[n[:-3]]} (KenLM beam search)" for n in names if n in LM_METRICS}
+        return {**super().metric_units([n for n in names if n not in LM_METRICS]), **lm}
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("ASR needs --data pointing at the LibriSpeech folder")
+        if self.decoder_name == "kenlm" and self.lm_decoder is None:
+            self.lm_decoder = self.build_lm_decoder()  # before training: a bad LM or lexicon fails now
+            self.data_notes = {"decoder": self.lm_decoder.describe()}
         root = Path(data_dir)
         if (root / "LibriSpeech").is_dir():
             root = root / "LibriSpeech"
@@ -187,14 +269,29 @@ class SpeechRecognition(Task):
                           target_lens.to(log_probs.device), blank=0, reduction="mean", zero_infinity=True)
 
     def predict(self, head, feats, lengths, examples):
-        best = head(feats, lengths).argmax(-1).cpu()
-        return [decode_ids(best[b, :n].tolist()) for b, n in enumerate(lengths.tolist())]
+        log_probs = head(feats, lengths)
+        best = log_probs.argmax(-1).cpu()
+        greedy = [decode_ids(best[b, :n].tolist()) for b, n in enumerate(lengths.tolist())]
+        if self.decoder_name == "greedy":
+            return greedy
+        if self.lm_decoder is None:
+            self.lm_decoder = self.build_lm_decoder()
+        with_lm = self.lm_decoder.decode_batch(log_probs.float().cpu(), lengths.cpu())
+        return [Hypotheses(g, h) for g, h in zip(greedy, with_lm)]
 
     def score(self, examples, predictions):
         refs = [e.label for e in examples]
+        if predictions and isinstance(predictions[0], Hypotheses):
+            greedy, with_lm = [p.greedy for p in predictions], [p.lm for p in predictions]
+            return {"wer": 100.0 * jiwer.wer(refs, greedy), "cer": 100.0 * jiwer.cer(refs, greedy),
+                    "wer_lm": 100.0 * jiwer.wer(refs, with_lm), "cer_lm": 100.0 * jiwer.cer(refs, with_lm)}
         hyps = list(predictions)
         return {"wer": 100.0 * jiwer.wer(refs, hyps), "cer": 100.0 * jiwer.cer(refs, hyps)}
 
     def write_predictions(self, out_dir, split, examples, predictions):
-        lines = [f"{e.id} {p}" for e, p in sorted(zip(examples, predictions), key=lambda x: x[0].id)]
+        pairs = sorted(zip(examples, predictions), key=lambda x: x[0].id)
+        if pairs and isinstance(pairs[0][1], Hypotheses):
+            return [write_lines(Path(out_dir) / split / "predict.ark", [f"{e.id} {p.greedy}" for e, p in pairs]),
+                    write_lines(Path(out_dir) / split / "predict_lm.ark", [f"{e.id} {p.lm}" for e, p in pairs])]
+        lines = [f"{e.id} {p}" for e, p in pairs]
         return [write_lines(Path(out_dir) / split / "predict.ark", lines)]

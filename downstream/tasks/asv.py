@@ -6,14 +6,16 @@ Layout (``--data`` points at the VoxCeleb1 folder)::
         dev/wav/<speaker id>/<youtube id>/<nnnnn>.wav    # vox1_dev_wav (s3prl's layout), or
         test/wav/<speaker id>/<youtube id>/<nnnnn>.wav   # vox1_test_wav
         wav/<speaker id>/<youtube id>/<nnnnn>.wav        # ... both archives unpacked together
-        veri_test2.txt                                   # "<1|0> <enroll .wav> <test .wav>"
+        veri_test.txt                                    # "<1|0> <enroll .wav> <test .wav>"
 
 Training data is VoxCeleb1 dev: every file under ``dev/wav/`` when that folder exists, otherwise
 every file under ``wav/`` whose speaker appears in no test trial (for Vox1-O these are exactly
 the 40 test speakers, so the rest is the 1,211-speaker dev set); the number of speakers held out
 that way is reported. Speaker classes are the training speakers, sorted. Trials come from
-``task.trials`` (relative to ``--data`` unless absolute; SUPERB / s3prl v0.4.18 uses the cleaned
-Vox1-O list ``veri_test2.txt``, s3prl's ``voxceleb1_test_v2.txt``); trial paths are looked up
+``task.trials`` (relative to ``--data`` unless absolute; default ``veri_test.txt``: s3prl v0.4.18's
+``voxceleb1_test_v2.txt`` is VoxCeleb's original Vox1-O list, 37,720 trials -- 18,860 target and
+18,860 non-target -- not the cleaned ``veri_test2.txt`` with 37,611; that one and the extended
+lists ``list_test_all2.txt`` / ``list_test_hard2.txt`` stay selectable); trial paths are looked up
 under ``test/wav/`` then ``wav/`` (exactly one must hold the file).
 
 Filter (SUPERB): training files of ``task.min_train_seconds`` (2 s) or less are dropped. s3prl
@@ -146,7 +148,7 @@ def _trial_examples(data_dir: Path, trials: Sequence[Trial], where: Path, min_sa
     return examples
 
 
-def voxceleb1_verification(data_dir: Path, trials_file="veri_test2.txt", dev_trials_file=None,
+def voxceleb1_verification(data_dir: Path, trials_file="veri_test.txt", dev_trials_file=None,
                            min_train_seconds: float = 2.0, min_samples: int = 400):
     """Training examples (VoxCeleb1 dev, short files dropped), trial utterances and trial lists.
 
@@ -270,13 +272,13 @@ class SpeakerVerification(Task):
     metrics = {"eer": False, "min_dcf": False}
     primary_metric = "eer"
     mini_split = "voxceleb1"
-    data_help = "VoxCeleb1 folder holding dev/wav/ and test/wav/ (or wav/) and veri_test2.txt"
+    data_help = "VoxCeleb1 folder holding dev/wav/ and test/wav/ (or wav/) and veri_test.txt"
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("ASV needs --data pointing at the VoxCeleb1 folder")
         splits, self.trials, notes = voxceleb1_verification(
-            Path(data_dir), self.cfg.get("trials") or "veri_test2.txt", self.cfg.get("dev_trials"),
+            Path(data_dir), self.cfg.get("trials") or "veri_test.txt", self.cfg.get("dev_trials"),
             float(self.cfg.get("min_train_seconds", 2.0)), int(self.cfg.get("min_samples", 400)))
         self.speakers = sorted({e.label for e in splits["train"]})
         self._index = {s: i for i, s in enumerate(self.speakers)}

@@ -65,6 +65,9 @@ class Task:
     #: filled by ``prepare``: counts of what the loader filtered or dropped (and why), copied into
     #: ``results.json`` under ``data.notes`` so no filtering is silent
     data_notes: Dict[str, Any] = {}
+    #: task config keys that change only how a trained head's outputs are decoded (ASR:
+    #: ``decoder``, ``kenlm``): ``superb evaluate RUN --set task.<key>=...`` may change them
+    decode_settings: tuple = ()
 
     def __init__(self, cfg: Dict[str, Any]):
         self.cfg = dict(cfg)

@@ -19,7 +19,11 @@ crops at load time): every 10th segment goes to dev, the rest to train.
 
 Head (s3prl ``downstream/speech_commands/config.yaml``): linear projector 256 -> mean pooling ->
 linear, cross entropy, class-balanced sampling. Metric: accuracy (%), higher is better.
-Predictions: ``predict.txt`` with ``<file id> <label>`` lines.
+Predictions: ``predict.txt`` with ``<file id> <label>`` lines, the file id in the leaderboard
+server's form: the last two path parts joined with ``-`` (``yes/0a2b400e_nohash_0.wav`` is written
+``yes-0a2b400e_nohash_0.wav``; the server's ``ks_public/truth.txt`` is keyed that way, as s3prl's
+``speech_commands`` expert writes its ``test_predict.txt``). Inside the toolkit (results, manifests)
+an example's id stays its path below the archive, ``<label>/<file>.wav``.
 """
 from __future__ import annotations
 
@@ -101,6 +105,11 @@ def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int
     return splits
 
 
+def prediction_id(example_id: str) -> str:
+    """The leaderboard's KS id of an example: its last two path parts joined with ``-``."""
+    return "-".join(example_id.split("/")[-2:])
+
+
 class KeywordSpotting(Task):
     name = "ks"
     title = "Keyword spotting"
@@ -140,8 +149,12 @@ class KeywordSpotting(Task):
         return {"accuracy": 100.0 * correct / len(examples)}
 
     def write_predictions(self, out_dir: Path, split: str, examples: Sequence[Example], predictions):
-        lines = [f"{e.id} {p}" for e, p in sorted(zip(examples, predictions), key=lambda x: x[0].id)]
-        return [write_lines(Path(out_dir) / split / "predict.txt", lines)]
+        rows = sorted((prediction_id(e.id), p) for e, p in zip(examples, predictions))
+        ids = [i for i, _ in rows]
+        if len(set(ids)) != len(ids):  # e.g. one file name under two folders of another layout
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"KS {split}: two examples share the prediction id {dup!r} (label-file)")
+        return [write_lines(Path(out_dir) / split / "predict.txt", [f"{i} {p}" for i, p in rows])]
 
 
-__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "speech_commands_manifest"]
+__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "prediction_id", "speech_commands_manifest"]

@@ -6,6 +6,8 @@ Layout (``--data`` points at the folder holding the CoVoST 2 table and the Commo
                                          (split: train / train_covost / dev / test; other values unused)
       or covost_v2.en_de.{train,dev,test}.tsv   the output of CoVoST's get_covost_splits.py
                                          (path, sentence, translation, client_id)
+    en/validated.tsv                     Common Voice's table (path, sentence, ...): the English
+                                         sentences of the release table's rows (task.cv_tsv)
     en/clips/<path>                      Common Voice clips (or clips/<path>; task.clips_dir)
 
 Tables are read as CoVoST writes them (tab-separated, header row, no quoting, backslash
@@ -14,6 +16,23 @@ behind the user's back: convert the clips once to 16 kHz mono (MP3 through sound
 or WAV/FLAC with ``task.audio_ext: .wav``, which replaces each file's extension). A missing clip
 is an error naming it; table rows whose ``split`` is none of the CoVoST 2 values are counted in
 ``results.json`` (``data.notes``). SUPERB used the Common Voice 4 English clips.
+
+Cleaning, as s3prl's ``prepare_data/prepare_data.sh`` (``prepare_clean_paired_corpus.py --min 1
+--ratio 5``), on every split (train, dev and test): a row is dropped when its English sentence
+or its translation contains ``REMOVE``, when either has no words, or when one has more than 5
+times the other's words (``str.split`` counts, raw text; ``task.clean``). Release-table rows
+missing from ``validated.tsv`` are dropped (``get_covost_splits.py`` joins the two tables). The
+per-split, per-reason counts are in ``data.notes.dropped_rows``. Without any source sentences
+(neither a ``sentence`` column nor a ``validated.tsv``) only the target side is filtered, with a
+warning and a note.
+
+Target normalisation (s3prl's ``prepare_normalize_tsv.py --normalize --lang <tgt>``): sacremoses'
+``MosesPunctNormalizer(lang=tgt_lang, pre_replace_unicode_punct=True,
+post_remove_control_chars=True)`` (``„…“``, ``« »``, ``–``, ``…``, full-width punctuation become
+ASCII), then the spaces before ``.``, ``?``, ``,`` and ``'`` are removed and ``do n't`` rejoined.
+Normalised translations train the SentencePiece model, are the training targets, and are the
+BLEU references (``task.normalize_punctuation: false`` turns it off; not s3prl). Needs the
+``sacremoses`` package (imported when ``prepare`` runs).
 
 Targets: a SentencePiece model trained on the training translations (``task.spm``; s3prl's
 CoVoST preparation uses ``model_type: char``), built in ``prepare`` and saved inside the head's
@@ -28,7 +47,9 @@ sqrt(d)-scaled token embeddings + sinusoidal positions -> linear over the Senten
 vocabulary. Loss: cross-entropy with label smoothing 0.1 (PyTorch's definition), teacher forcing.
 Decoding: beam search (beam 20, at most ``max_len_a * source_frames + max_len_b`` = 400 tokens,
 scores normalised by length, stop when ``beam`` hypotheses ended), then SentencePiece detokenises.
-s3prl's inverse-square-root warm-up (10k steps) is not applied (the runner has no schedulers).
+Training (``recipes/st.yaml``): Adam 1e-3 with s3prl's ``sqrt_decay_schedule_with_warmup`` (10k
+warm-up steps) and batches of at most 10,000 upstream frames (fairseq's ``max_tokens``, which
+s3prl counts in upstream frames).
 
 Metric: detokenised case-sensitive corpus BLEU (sacrebleu 13a), primary; ``bleu_constant`` is
 the BLEU of answering every utterance with the most frequent training translation (a trivial
@@ -103,6 +124,93 @@ def clip_path(clips: Path, name: str, audio_ext: Optional[str]) -> Path:
     if audio_ext:
         p = p.with_suffix(audio_ext if audio_ext.startswith(".") else "." + audio_ext)
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# s3prl's CoVoST cleaning (prepare_data/prepare_clean_paired_corpus.py with --min 1 --ratio 5,
+# then prepare_normalize_tsv.py --normalize on the translation); facts only, no s3prl code
+# --------------------------------------------------------------------------------------------
+DROP_REASONS = ("contains_remove", "no_words", "word_ratio", "no_source_sentence")
+
+
+def source_sentences(root: Path, clips: Path, configured: Optional[str], tables: Dict[str, List[Dict[str, str]]]):
+    """``({clip path: English sentence}, where from)``, or None when no source sentences are available.
+
+    Split files from CoVoST's ``get_covost_splits.py`` carry a ``sentence`` column; the release
+    table does not, and (like ``get_covost_splits.py``) its sentences come from Common Voice's
+    ``validated.tsv`` (``task.cv_tsv``; default: next to the clips folder, then ``<data>/<src>/``)."""
+    rows = [r for t in tables.values() for r in t]
+    if rows and all("sentence" in r for r in rows):
+        return {r["path"]: r["sentence"] for r in rows}, "the tables' sentence column"
+    if configured:
+        cv = Path(configured)
+        cv = cv if cv.is_absolute() else root / cv
+        if not cv.is_file():
+            raise FileNotFoundError(f"task.cv_tsv {cv} is not a file")
+        candidates = [cv]
+    else:
+        candidates = [clips.parent / "validated.tsv", root / "validated.tsv"]
+    for cv in candidates:
+        if cv.is_file():
+            table = read_tsv(cv)
+            require_columns(cv, table, ("path", "sentence"))
+            return {r["path"]: r["sentence"] for r in table}, str(cv)
+    return None
+
+
+def filter_rows(rows: List[Dict[str, str]], sources: Optional[Dict[str, str]], clean: Dict[str, object]):
+    """s3prl's paired-corpus filter: drop a row whose source or target contains ``REMOVE``
+    (case-sensitive substring), has fewer than ``min_words`` whitespace-separated words, or
+    whose word counts differ by more than ``max_ratio`` times (either direction); checked in
+    that order on the raw text. Rows absent from ``validated.tsv`` are dropped too (CoVoST's
+    ``get_covost_splits.py`` inner-joins the two tables). Returns the kept rows and the
+    per-reason counts."""
+    marker = str(clean.get("remove_marker", "REMOVE"))
+    min_words = int(clean.get("min_words", 1))
+    max_ratio = float(clean.get("max_ratio", 5.0))
+    why = dict.fromkeys(DROP_REASONS, 0)
+    kept = []
+    for r in rows:
+        tgt = r["translation"]
+        if sources is not None and r["path"] not in sources:
+            why["no_source_sentence"] += 1
+            continue
+        texts = [tgt] if sources is None else [sources[r["path"]], tgt]
+        lens = [len(t.split()) for t in texts]
+        if marker and any(marker in t for t in texts):
+            why["contains_remove"] += 1
+        elif min(lens) < min_words:
+            why["no_words"] += 1
+        elif max_ratio > 0 and len(lens) == 2 and min(lens) > 0 and max(lens) / min(lens) > max_ratio:
+            why["word_ratio"] += 1
+        else:
+            kept.append(r)
+    return kept, why
+
+
+def punct_normalizer(lang: str):
+    """sacremoses' Moses punctuation normaliser, as s3prl's ``prepare_normalize_tsv.py`` builds it."""
+    try:
+        import sacremoses
+    except ImportError as exc:
+        raise M.MissingDependencyError(
+            f"the speech translation targets (Moses punctuation normalisation, as s3prl) need the Python package "
+            f"'sacremoses', which is not installed ({exc}). Install it with: pip install sacremoses "
+            f"(or set task.normalize_punctuation: false, which departs from s3prl)") from exc
+    return sacremoses.MosesPunctNormalizer(lang=lang, pre_replace_unicode_punct=True, post_remove_control_chars=True)
+
+
+def normalize_target(text: str, normalizer=None) -> str:
+    """A translation as s3prl's CoVoST preparation leaves it: Moses punctuation normalisation,
+    then the spaces before ``.``, ``?``, ``,`` and ``'`` removed and ``do n't`` rejoined; then
+    whitespace collapsed (tabs included)."""
+    text = str(text)
+    if normalizer is not None:
+        text = normalizer.normalize(text)
+        for ch in ".?,'":
+            text = text.replace(" " + ch, ch)
+        text = text.replace("do n't", "don't")
+    return _clean(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,20 +408,38 @@ class SpeechTranslation(Task):
                 notes["rows_with_unused_split_values"] = dict(sorted(unused.items()))
         else:
             raise FileNotFoundError(f"CoVoST 2 table not found: {stem} (or {split_files['train'].name} / .dev / .test)")
+        sources = source_sentences(root, clips, c.get("cv_tsv"), tables)
+        if sources is None:
+            notes["source_filters"] = ("not applied: no source sentences (no 'sentence' column and no Common Voice "
+                                       "validated.tsv, task.cv_tsv); only the target side was filtered")
+            print(f"st: WARNING: {notes['source_filters']}")
+        else:
+            notes["source_sentences"] = sources[1]
+        clean = dict(c.get("clean") or {})
+        normalizer = punct_normalizer(tgt) if c.get("normalize_punctuation", True) else None
         splits: Dict[str, List[Example]] = {}
+        dropped: Dict[str, Dict[str, int]] = {}
         for k, rows in tables.items():
             if not rows:
                 raise ValueError(f"CoVoST 2 {k} split is empty in {notes['tables']}")
+            kept, why = filter_rows(rows, None if sources is None else sources[0], clean)
+            dropped[k] = dict(why, total=len(rows) - len(kept))
+            if not kept:
+                raise ValueError(f"CoVoST 2 {k} split: all {len(rows)} rows dropped by the s3prl filters {why}")
             exs = []
-            for r in rows:
+            for r in kept:
                 path = clip_path(clips, r["path"], c.get("audio_ext"))
                 if not path.is_file():
                     raise FileNotFoundError(f"clip {path} listed in the CoVoST table (row {r['path']}) is missing")
-                if not r["translation"].strip():
-                    raise ValueError(f"CoVoST table row {r['path']}: empty translation")
-                exs.append(Example(Path(r["path"]).stem, segment_for(path, min_samples), _clean(r["translation"])))
+                exs.append(Example(Path(r["path"]).stem, segment_for(path, min_samples),
+                                   normalize_target(r["translation"], normalizer)))
             check_unique_ids([e.id for e in exs], f"CoVoST 2 {k} split")
             splits[k] = exs
+        notes["dropped_rows"] = dropped
+        notes["target_normalisation"] = (f"sacremoses MosesPunctNormalizer(lang={tgt!r}), then s3prl's rejoining of "
+                                         "' .' ' ?' ' ,' \" '\" and \"do n't\"" if normalizer is not None else "off")
+        print("st: rows dropped (REMOVE / no words / word-count ratio / no source sentence): "
+              + ", ".join(f"{k} {d['total']} of {len(tables[k])}" for k, d in dropped.items()))
         self.data_notes = notes
         train_text = [e.label for e in splits["train"]]
         counts = collections.Counter(train_text)
