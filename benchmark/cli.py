@@ -2,19 +2,25 @@
 
 User errors (bad paths, audio, config keys, names) print one line ``superb: error: ...`` and exit
 with status 2; ``--debug`` shows the traceback instead.
+
+Start-up stays cheap: building the parser imports no torch. Handlers import what they need when
+they run, and the modules of :data:`EXTRA_COMMANDS` are imported only when their subcommand is
+chosen -- until then ``superb --help`` lists them with the names and help texts read from their
+``register`` function's source (:func:`declared_subcommands`). ``superb list tasks`` reads the
+task descriptions from the task modules' source too; ``superb list upstreams`` imports the
+upstream modules (and so torch), which registers them.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import json
 import re
 import sys
-import time
 from pathlib import Path
-from typing import List, Optional
-
-from .config import parse_scalar
+from typing import Dict, List, Optional, Tuple
 
 #: modules with ``register(subparsers)`` adding more subcommands
 EXTRA_COMMANDS: tuple = (
@@ -26,6 +32,8 @@ EXTRA_COMMANDS: tuple = (
 
 
 def _options(items: List[str]) -> dict:
+    from .config import parse_scalar
+
     out = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -36,48 +44,33 @@ def _options(items: List[str]) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .config import resolve_config
+    from .api import default_output, run_config
     from .runner import run_benchmark
 
-    from superb.downstream.tasks import get_task as _get_task
-
-    args.task = _get_task(args.task).name  # task ids are case-insensitive (--task KS)
-    use_mini = args.data is None
-    cfg = resolve_config(args.task, use_mini, args.config, args.set or [], args.max_steps)
-    from superb.downstream.tasks import get_task
-    from superb.upstream import get_spec
-
-    get_task(args.task)
-    spec = get_spec(args.upstream)
-    cfg = {
-        "upstream": {
-            "name": spec.name,
-            "ckpt": str(Path(args.upstream_ckpt).expanduser().resolve()) if args.upstream_ckpt and Path(args.upstream_ckpt).exists() else args.upstream_ckpt,
-            "random_init": bool(args.random_init),
-            "options": _options(args.upstream_option),
-        },
-        "data": {
-            "dir": str(Path(args.data).resolve()) if args.data else None,
-            "mini_profile": args.mini_profile,
-            "mini_seed": args.mini_seed,
-            "cache_dir": args.cache_dir,
-        },
-        "device": args.device,
-        "threads": args.threads,
-        **cfg,
-    }
-    if args.upstream_feature:
-        cfg["upstream"]["feature"] = args.upstream_feature
-    if args.seed is not None:
-        cfg["runner"]["seed"] = args.seed
-    # file/module upstreams ("path/to/file.py:Class") get a flat, filesystem-safe folder name
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.replace("\\", "/").split("/")[-1])
-    output = args.output or f"runs/{label}-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg = run_config(args.upstream, args.task, data=args.data, ckpt=args.upstream_ckpt, random_init=args.random_init,
+                     options=_options(args.upstream_option), feature=args.upstream_feature, config_file=args.config,
+                     sets=args.set or [], max_steps=args.max_steps, seed=args.seed, device=args.device,
+                     threads=args.threads, mini_profile=args.mini_profile, mini_seed=args.mini_seed,
+                     cache_dir=args.cache_dir)
+    output = args.output or default_output(cfg["upstream"]["name"], cfg["task"]["name"])
     results = run_benchmark(cfg, output, resume=args.resume, progress=not args.quiet)
+    _print_results(output, results)
+    return 0
+
+
+def _print_results(output, results) -> None:
     print(f"results: {Path(output) / 'results.json'}")
     for split, metrics in results["metrics"].items():
         shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
         print(f"  {split}: {shown}")
+
+
+def cmd_resume(args) -> int:
+    from .runner import resume_run
+
+    results = resume_run(args.run_dir, device=args.device, threads=args.threads, total_steps=args.max_steps,
+                         progress=not args.quiet, upstream=args.upstream, trust_run_dir=args.trust_run_dir)
+    _print_results(args.run_dir, results)
     return 0
 
 
@@ -90,28 +83,137 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_list(args) -> int:
-    from superb.downstream.tasks import list_tasks
-    from superb.upstream import list_upstreams
+def _table(rows: List[Tuple[str, ...]]) -> Tuple[List[str], str]:
+    """Rows padded to column widths computed from their content (the last column is not padded),
+    two spaces apart, and the indent of the second column (for continuation lines)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  " + "  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows]
+    return lines, " " * (2 + widths[0] + 2)
 
+
+def cmd_list(args) -> int:
     if args.what in ("all", "upstreams"):
-        print("Upstreams (name, frames per second, hidden states, weights):")
-        for s in list_upstreams():
-            print(f"  {s.name:<16} {16000 / s.downsample_rate:>5.0f} fps  layers {s.layers:<6} {s.description}")
-            print(f"  {'':<16} formats: {'; '.join(s.formats)}")
+        from superb.upstream import list_upstreams
+
+        specs = list_upstreams()
+        print("Upstreams (name, frames per second, hidden states, description; then the weights it loads):")
+        fps = [f"{16000 / s.downsample_rate:.0f} fps" for s in specs]
+        fps = [f.rjust(max(map(len, fps))) for f in fps]
+        lines, indent = _table([(s.name, f, f"layers {s.layers}", s.description) for s, f in zip(specs, fps)])
+        for line, s in zip(lines, specs):
+            print(line)
+            print(f"{indent}formats: {'; '.join(s.formats)}")
     if args.what in ("all", "tasks"):
-        print("Tasks (name, category, metric, dataset):")
-        for t in list_tasks():
-            metric = ", ".join(f"{m} {'↑' if up else '↓'}" for m, up in t.metrics.items())
-            print(f"  {t.name:<6} {t.category:<15} {metric:<20} {t.dataset}")
-            print(f"  {'':<6} --data: {t.data_help}")
+        from superb.downstream.tasks import describe_tasks
+
+        infos = describe_tasks()
+        print("Tasks (name, category, metrics with the primary first (↑ higher / ↓ lower is better), dataset):")
+        metrics = [", ".join(f"{m} {'↑' if up else '↓'}" for m, up in t.shown_metrics()) for t in infos]
+        lines, indent = _table([(t.name, t.category, m, t.dataset) for t, m in zip(infos, metrics)])
+        for line, t in zip(lines, infos):
+            print(line)
+            print(f"{indent}--data: {t.data_help}")
     return 0
+
+
+def declared_subcommands(module: str) -> Optional[List[Tuple[str, Dict[str, object]]]]:
+    """``[(name, {"help": ..., "aliases": ...}), ...]`` of the subcommands ``module.register(sub)``
+    adds, read from its source without importing it; None when the source does not say plainly
+    (``sub`` used other than in top-level ``sub.add_parser("name", help="...")`` statements, or
+    values that are not literals): the caller then imports the module."""
+    try:
+        spec = importlib.util.find_spec(module)
+        origin = spec.origin if spec is not None else None
+        if not origin or not origin.endswith(".py"):
+            return None
+        source = Path(origin).read_text(encoding="utf-8")
+        tree = None
+        # parse only `def register` up to the next top-level line (a cut inside a string or a
+        # bracket is a SyntaxError: then the whole file is parsed)
+        start = re.search(r"^def register\(", source, re.M)
+        if start and not source[:start.start()].rstrip().rsplit("\n", 1)[-1].startswith("@"):
+            end = re.compile(r"^[^\s#]", re.M).search(source, start.end())
+            try:
+                tree = ast.parse(source[start.start():end.start() if end else None])
+            except SyntaxError:
+                tree = None
+        if tree is None:
+            tree = ast.parse(source, filename=origin)
+    except (ImportError, OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    func = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "register"), None)
+    if func is None or not func.args.args or func.decorator_list:
+        return None
+    sub = func.args.args[0].arg
+    out: List[Tuple[str, Dict[str, object]]] = []
+    for stmt in func.body:
+        call = stmt.value if isinstance(stmt, (ast.Assign, ast.Expr, ast.AnnAssign)) else None
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "add_parser"
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == sub):
+            try:
+                name = ast.literal_eval(call.args[0]) if len(call.args) == 1 else None
+                kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("help", "aliases")}
+            except (ValueError, TypeError, SyntaxError):
+                return None
+            if not isinstance(name, str) or any(k.arg is None for k in call.keywords):
+                return None
+            out.append((name, kw))
+            uses = [n for arg in [*call.args, *call.keywords] for n in ast.walk(arg)]
+        else:
+            uses = list(ast.walk(stmt))
+        if any(isinstance(n, ast.Name) and n.id == sub for n in uses):
+            return None  # `sub` handed on or used another way: only importing tells
+    return out
+
+
+class LazySubcommands(argparse._SubParsersAction):
+    """Subparsers whose :data:`EXTRA_COMMANDS` modules are imported when their command is chosen.
+
+    :meth:`add_module` adds a placeholder per declared subcommand (shown in ``--help`` as the
+    real one would be); choosing one imports the module and lets its ``register`` replace the
+    placeholders, at the same place in the help and the choices."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lazy: Dict[str, str] = {}  # placeholder name or alias -> module
+
+    def add_module(self, module: str) -> None:
+        declared = declared_subcommands(module)
+        if declared is None:
+            importlib.import_module(module).register(self)
+            return
+        for name, kw in declared:
+            self.add_parser(name, add_help=False, **kw)
+            for key in (name, *kw.get("aliases", ())):
+                self._lazy[key] = module
+
+    def load(self, module: str) -> None:
+        """Import ``module`` and register its real subparsers in place of the placeholders."""
+        names = [k for k, m in self._lazy.items() if m == module]
+        choice_order, help_order = list(self._name_parser_map), [a.dest for a in self._choices_actions]
+        for key in names:
+            del self._lazy[key]
+            self._name_parser_map.pop(key, None)
+        self._choices_actions[:] = [a for a in self._choices_actions if a.dest not in names]
+        importlib.import_module(module).register(self)
+        rank = {k: i for i, k in enumerate(choice_order)}
+        parsers = sorted(self._name_parser_map.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+        self._name_parser_map.clear()
+        self._name_parser_map.update(parsers)
+        rank = {k: i for i, k in enumerate(help_order)}
+        self._choices_actions.sort(key=lambda a: rank.get(a.dest, len(rank)))
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        module = self._lazy.get(values[0]) if values else None
+        if module is not None:
+            self.load(module)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="superb", description="Benchmark speech representations the SUPERB way.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, action=LazySubcommands)
 
     run = sub.add_parser("run", help="train and test one upstream on one task")
     run.add_argument("--upstream", required=True, help="upstream name (`superb list`)")
@@ -137,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
+    res = sub.add_parser("resume", help="continue a stopped run from its folder alone")
+    res.add_argument("run_dir")
+    res.add_argument("--max-steps", type=int, help="train to this many steps instead (runner.total_steps)")
+    res.add_argument("--device", default=None, help="another device than the run's")
+    res.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
+    res.add_argument("--quiet", action="store_true", help="no progress output")
+    res.add_argument("--upstream", help="the run's custom upstream (file.py:Class, module:Class), named again")
+    res.add_argument("--trust-run-dir", action="store_true",
+                     help="import a custom upstream named in the run folder's config.json without --upstream")
+    res.set_defaults(func=cmd_resume)
+
     ev = sub.add_parser("evaluate", help="evaluate a run's best checkpoint on a split")
     ev.add_argument("run_dir")
     ev.add_argument("--split", default="test")
@@ -156,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
 
     for module in EXTRA_COMMANDS:
-        importlib.import_module(module).register(sub)
+        sub.add_module(module)
     return parser
 
 

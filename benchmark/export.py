@@ -21,6 +21,22 @@ upstreams with strictly fewer points, a missing task ranked 0 (so an upstream mi
 gets a SUPERB_r), column ranks averaged within a task, then over the view's tasks; shown with 2
 decimals. ``--published`` adds the SUPERB paper's rows for comparison (and ranking).
 
+Mini-corpus runs. A run whose results.json says ``data.source == "mini"`` (the runner writes
+``{"source": "mini", "mini_profile": P, "mini_seed": S}`` for the embedded synthetic corpus,
+``{"source": "folder"}`` for ``--data``) was trained and tested on the mini corpus, whose numbers
+are not comparable with the real test sets. A results.json without ``data.source`` (older runs,
+hand-written files) counts as a real-data run. Mini runs are never grouped with real-data runs of
+the same upstream (nor with another mini profile or seed): they form their own row, shown as
+``<upstream> [mini]`` in the table, markdown and CSV (which also has a ``mini`` column), with
+``"mini": true`` and its ``data_source`` in the JSON, and hatched in the plots. Scores:
+
+* with ``--published`` (without ``--allow-mini``): mini rows are shown with their metric values
+  but get no SUPERB_s and no SUPERB_r (the cells read ``mini``; a note under the table names the
+  rows), and the SUPERB_r of the other rows is computed without them;
+* without ``--published``: mini rows get their SUPERB_s (it is the mini benchmark), and SUPERB_r
+  ranks them only among mini rows, real-data rows only among real-data rows;
+* ``--allow-mini``: every row is scored and ranked together, as if the mini rows were real.
+
 Trust. A results.json is read as data from someone else: its ``superb_results_version`` must be
 one this version knows (:data:`KNOWN_RESULTS_VERSIONS`), and every prediction path it lists must
 resolve (symlinks followed) inside its run folder -- ``../../etc/passwd``, an absolute path
@@ -35,7 +51,7 @@ import io
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -72,6 +88,47 @@ class RunResult:
     def upstream(self) -> Dict[str, Any]:
         return self.data["upstream"]
 
+    @property
+    def data_source(self) -> Optional[Dict[str, Any]]:
+        """The run's ``data.source`` fields as written by the runner; None when absent."""
+        return data_source(self.data)
+
+    @property
+    def mini(self) -> Optional[Dict[str, Any]]:
+        """The mini corpus the run used (:func:`mini_source`); None for a real-data run."""
+        return mini_source(self.data)
+
+
+#: appended to the shown label of an upstream whose runs used the embedded mini corpus
+MINI_MARK = " [mini]"
+
+
+def data_source(results: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """``data.source`` of a results.json with its mini fields, or None when it has none (runs
+    written before the field existed, hand-written files)."""
+    data = results.get("data") if isinstance(results, dict) else None
+    if not isinstance(data, dict) or "source" not in data:
+        return None
+    return {k: data[k] for k in ("source", "mini_profile", "mini_seed") if k in data}
+
+
+def mini_source(results: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """``{"source": "mini", "mini_profile": P, "mini_seed": S}`` when a results.json says it was
+    trained and tested on the embedded mini corpus (``data.source == "mini"``); None otherwise --
+    a run without ``data.source`` counts as a real-data run."""
+    src = data_source(results)
+    if src is None or src.get("source") != "mini":
+        return None
+    seed = src.get("mini_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        seed = str(seed)
+    return {"source": "mini", "mini_profile": str(src.get("mini_profile", "default")), "mini_seed": seed}
+
+
+def describe_mini(src: Dict[str, Any]) -> str:
+    """``profile P, seed S`` of a :func:`mini_source` dict."""
+    return f"profile {src['mini_profile']}, seed {src['mini_seed']}"
+
 
 @dataclass
 class TaskEntry:
@@ -101,6 +158,16 @@ class UpstreamResults:
     info: Dict[str, Any]
     tasks: Dict[str, TaskEntry] = field(default_factory=dict)
     published: bool = False
+    mini_source: Optional[Dict[str, Any]] = None   # the mini corpus of its runs (:func:`mini_source`)
+
+    @property
+    def mini(self) -> bool:
+        return self.mini_source is not None
+
+    @property
+    def display(self) -> str:
+        """The label as shown: mini-corpus rows end with ``[mini]`` (or name their corpus)."""
+        return self.label + MINI_MARK if self.mini and "[mini" not in self.label else self.label
 
 
 @dataclass
@@ -332,11 +399,15 @@ def _labels(groups: Dict[str, List[RunResult]]) -> Dict[str, str]:
             name = f"{Path(target).name}:{cls}"
         return name
 
+    def corpus(rs: List[RunResult]):
+        m = rs[0].mini
+        return None if m is None else (m["mini_profile"], m["mini_seed"])
+
     bases = {k: base(rs[0].upstream) for k, rs in groups.items()}
     labels = {}
     for k, rs in groups.items():
         label = bases[k]
-        if list(bases.values()).count(label) > 1:
+        if sum(1 for j in groups if bases[j] == label and corpus(groups[j]) == corpus(rs)) > 1:
             up = rs[0].upstream
             if up.get("checkpoint_sha256"):
                 label += f" [{up['checkpoint_sha256'][:8]}]"
@@ -345,6 +416,15 @@ def _labels(groups: Dict[str, List[RunResult]]) -> Dict[str, str]:
             if up.get("options"):
                 label += " " + ",".join(f"{a}={b}" for a, b in sorted(up["options"].items()))
         labels[k] = label
+    # the same upstream on real data and on the mini corpus (or two mini corpora): name the corpus
+    taken = dict(labels)
+    for k, rs in groups.items():
+        clash = [j for j in groups if taken[j] == taken[k]]
+        if corpus(rs) is None or len(clash) == 1:
+            continue
+        minis = [j for j in clash if corpus(groups[j]) is not None]
+        profile, seed = corpus(rs)
+        labels[k] = taken[k] + (MINI_MARK if len(minis) == 1 else f" [mini {profile}, seed {seed}]")
     return labels
 
 
@@ -353,18 +433,21 @@ def collect(paths: Sequence) -> Collection:
     runs = [load_result(f) for f in files]
     groups: Dict[str, List[RunResult]] = {}
     for r in runs:
-        groups.setdefault(r.upstream_key, []).append(r)
+        # mini-corpus runs never share a row (nor a best-dev choice) with real-data runs
+        m = r.mini
+        key = r.upstream_key if m is None else r.upstream_key + json.dumps(["mini", m["mini_profile"], m["mini_seed"]])
+        groups.setdefault(key, []).append(r)
     labels = _labels(groups)
     notes: List[str] = []
     ups: Dict[str, UpstreamResults] = {}
     for key, rs in groups.items():
         label = labels[key]
-        res = UpstreamResults(key, label, dict(rs[0].upstream))
+        res = UpstreamResults(key, label, dict(rs[0].upstream), mini_source=rs[0].mini)
         by_task: Dict[str, List[RunResult]] = {}
         for r in rs:
             by_task.setdefault(r.task, []).append(r)
         for task, trs in by_task.items():
-            entry = _task_entry(task, trs, notes, label)
+            entry = _task_entry(task, trs, notes, res.display)
             if task in lb.TASKS and entry.problem is None:
                 where = f"{entry.runs[0].path} metrics[{entry.split!r}]" if len(entry.runs) == 1 else \
                     f"{task} fold runs ({', '.join(str(r.path) for r in entry.runs)})"
@@ -400,6 +483,7 @@ class Row:
     score: lb.Score
     superb_r: Optional[float] = None
     rank: Optional[lb.Rank] = None    # column and task ranks behind superb_r
+    unscored: Optional[str] = None    # why the row has no SUPERB_s/SUPERB_r despite its results ("mini")
 
 
 @dataclass
@@ -413,7 +497,11 @@ class Board:
     show_rank: bool
 
 
-def build_board(col: Collection, view: str = "paper") -> Board:
+def build_board(col: Collection, view: str = "paper", allow_mini: bool = False) -> Board:
+    """The board of ``col``. Mini-corpus rows (module docstring): with published rows on the board
+    and without ``allow_mini`` they get no SUPERB_s/SUPERB_r and the others are ranked without
+    them; without published rows they are ranked only among themselves; ``allow_mini`` scores
+    and ranks every row together."""
     if view not in lb.VIEWS:
         raise ExportError(f"unknown view {view!r}; choose {', '.join(lb.VIEWS)}")
     tasks = lb.VIEWS[view]
@@ -426,18 +514,44 @@ def build_board(col: Collection, view: str = "paper") -> Board:
         displayed = {t: e.displayed for t, e in up.tasks.items() if e.scored}
         displayed_by_label[label] = displayed
         rows.append(Row(label, up, lb.superb_s(displayed, view)))
-    show_rank = len(rows) > 1
-    if show_rank:
-        # every metric column ranked apart, over all upstreams of the board (the site's rule)
-        ranks = lb.superb_r_detail(displayed_by_label, view)
-        for r in rows:
-            r.rank = ranks[r.label]
-            r.superb_r = r.rank.superb_r
+    published = any(r.upstream.published for r in rows)
+    minis = [r for r in rows if r.upstream.mini]
+    real = [r for r in rows if not r.upstream.mini]
+    if allow_mini or not minis:
+        pools = [rows]
+    elif published:  # not scored against the published rows: shown, but out of SUPERB_s and the ranking
+        for r in minis:
+            r.unscored = "mini"
+            r.score = replace(r.score, superb_s=None)
+        pools = [real]
+    else:
+        pools = [real, minis]
+    for pool in pools:
+        if len(pool) > 1:
+            # every metric column ranked apart, over all upstreams of the pool (the site's rule)
+            ranks = lb.superb_r_detail({r.label: displayed_by_label[r.label] for r in pool}, view)
+            for r in pool:
+                r.rank = ranks[r.label]
+                r.superb_r = r.rank.superb_r
+    show_rank = any(r.rank is not None for r in rows)
     rows.sort(key=lambda r: (r.score.superb_s is None, -(r.score.superb_s or 0.0), r.label.lower()))
-    notes = list(col.notes)
+    notes = []
+    if minis:
+        names = ", ".join(f"{r.upstream.display} ({describe_mini(r.upstream.mini_source)})"
+                          for r in rows if r.upstream.mini)
+        line = f"[mini] = trained and tested on the embedded mini corpus, not the real test sets: {names}"
+        if minis[0].unscored:
+            line += ("; no SUPERB_s/SUPERB_r next to the published rows, which are scored on the real test sets "
+                     "(cells `mini`; the other rows are ranked without them; --allow-mini scores them)")
+        elif allow_mini and real:
+            line += "; scored and ranked with the real-data rows (--allow-mini)"
+        elif real:
+            line += "; SUPERB_r ranks them only among mini rows, apart from the real-data rows (--allow-mini ranks all together)"
+        notes.append(line)
+    notes += col.notes
     known = set(_task_ids())
     for t in unscored:
-        who = ", ".join(r.label for r in rows if t in r.upstream.tasks)
+        who = ", ".join(r.upstream.display for r in rows if t in r.upstream.tasks)
         kind = "has no leaderboard reference points" if t in known else "is not a task this version knows"
         notes.append(f"task {t!r} ({who}) {kind}: shown apart, not scored")
     return Board(view, tasks, extra, unscored, rows, notes, show_rank)
@@ -482,7 +596,7 @@ def _missing_lines(board: Board) -> List[str]:
             for t in r.score.missing:
                 e = r.upstream.tasks.get(t)
                 why.append(f"{lb.short_name(t)} ({e.problem})" if e is not None and e.problem else lb.short_name(t))
-            lines.append(f"{r.label}: missing {', '.join(why)} -> no SUPERB_s")
+            lines.append(f"{r.upstream.display}: missing {', '.join(why)} -> no SUPERB_s")
     return lines
 
 
@@ -495,7 +609,7 @@ def _unscored_lines(board: Board) -> List[str]:
                 primary, _ = _primary(e.runs[0])
                 val = e.metrics.get(primary)
                 shown = f"{primary} {val:.2f}" if isinstance(val, (int, float)) else "no test metrics"
-                lines.append(f"{r.label} {t}: {shown}")
+                lines.append(f"{r.upstream.display} {t}: {shown}")
     return lines
 
 
@@ -504,10 +618,10 @@ def render_table(board: Board, points: bool = False, markdown: bool = False) -> 
     header = ["upstream"] + [c[0] for c in cols] + ["SUPERB_s"] + (["SUPERB_r"] if board.show_rank else [])
     body = []
     for r in board.rows:
-        cells = [r.label] + [_cell(r, t, m) for _, t, m in cols]
-        cells.append("-" if r.score.display is None else str(r.score.display))
+        cells = [r.upstream.display] + [_cell(r, t, m) for _, t, m in cols]
+        cells.append(r.unscored or ("-" if r.score.display is None else str(r.score.display)))
         if board.show_rank:
-            cells.append("-" if r.superb_r is None else f"{lb.rank_display(r.superb_r):.2f}")
+            cells.append(r.unscored or ("-" if r.superb_r is None else f"{lb.rank_display(r.superb_r):.2f}"))
         body.append(cells)
     out = []
     title = (f"SUPERB {board.view} view: {', '.join(lb.short_name(t) for t in board.tasks)} "
@@ -550,6 +664,8 @@ def board_json(board: Board) -> Dict[str, Any]:
         for t, e in r.upstream.tasks.items():
             item: Dict[str, Any] = {"values": e.displayed, "points": e.points, "scored": e.scored,
                                     "in_view": t in board.tasks}
+            if e.runs:
+                item["data_source"] = e.runs[0].data_source
             if e.problem:
                 item["problem"] = e.problem
             if e.runs:
@@ -559,7 +675,9 @@ def board_json(board: Board) -> Dict[str, Any]:
                 item["folds"] = {str(k): v for k, v in sorted(e.fold_metrics.items())}
             tasks[t] = item
         ups.append({
-            "label": r.label, "upstream": r.upstream.info, "published": r.upstream.published,
+            "label": r.label, "display_label": r.upstream.display, "upstream": r.upstream.info,
+            "published": r.upstream.published, "mini": r.upstream.mini, "data_source": r.upstream.mini_source,
+            "unscored": r.unscored,
             "superb_s": r.score.superb_s, "superb_s_display": r.score.display, "superb_r": r.superb_r,
             "missing": r.score.missing, "task_points": r.score.points, "tasks": tasks,
             "superb_r_display": None if r.rank is None else r.rank.display,
@@ -581,7 +699,7 @@ def render_csv(board: Board) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["upstream"] + [f"{t}.{m}" for _, t, m in cols] + [f"{t}.points" for t in list(board.tasks) + board.extra]
-               + ["superb_s", "superb_s_display", "superb_r", "missing"])
+               + ["superb_s", "superb_s_display", "superb_r", "missing", "mini"])
     for r in board.rows:
         vals = []
         for _, t, m in cols:
@@ -591,11 +709,11 @@ def render_csv(board: Board) -> str:
         for t in list(board.tasks) + board.extra:
             e = r.upstream.tasks.get(t)
             pts.append(f"{e.points:.4f}" if e is not None and e.scored else "")
-        w.writerow([r.label] + vals + pts + [
+        w.writerow([r.upstream.display] + vals + pts + [
             "" if r.score.superb_s is None else f"{r.score.superb_s:.4f}",
             "" if r.score.display is None else r.score.display,
             "" if r.superb_r is None else f"{r.superb_r:.4f}",
-            " ".join(r.score.missing)])
+            " ".join(r.score.missing), "true" if r.upstream.mini else "false"])
     return buf.getvalue()
 
 
@@ -608,7 +726,7 @@ def cmd_export(args) -> int:
     col = collect(args.run_dirs) if args.run_dirs else Collection({})
     if args.published:
         add_published(col)
-    board = build_board(col, args.view)
+    board = build_board(col, args.view, allow_mini=args.allow_mini)
     if args.format == "json":
         text = json.dumps(board_json(board), indent=2) + "\n"
     elif args.format == "csv":
@@ -638,10 +756,13 @@ def register(sub) -> None:
                    help="paper: the SUPERB paper's 10 tasks; public: the public set's 10 tasks")
     p.add_argument("--points", action="store_true", help="table/markdown: show task points instead of metric values")
     p.add_argument("--published", action="store_true", help="add the SUPERB paper's rows for comparison")
+    p.add_argument("--allow-mini", action="store_true",
+                   help="score and rank mini-corpus runs together with real-data and published rows")
     p.add_argument("--out", help="write to this file instead of standard output")
     p.add_argument("--plot", metavar="DIR", help="also write PNG plots (scores, layer weights) into DIR")
     p.set_defaults(func=cmd_export)
 
 
 __all__ = ["Board", "Collection", "ExportError", "RunResult", "TaskEntry", "UpstreamResults", "add_published",
-           "board_json", "build_board", "collect", "find_results", "load_result", "render_csv", "render_table"]
+           "board_json", "build_board", "collect", "data_source", "describe_mini", "find_results", "load_result",
+           "mini_source", "render_csv", "render_table"]

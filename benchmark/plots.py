@@ -3,10 +3,13 @@
 * ``scores.png``: one panel per leaderboard metric of the view (tasks with results only): each
   upstream's value as a bar, the FBANK and SOTA reference points as dashed lines, and the
   direction of improvement in the title. Bars are coloured by SUPERB points (red below FBANK,
-  green at or above SOTA).
+  green at or above SOTA). Rows of runs on the embedded mini corpus are hatched and labelled
+  ``<upstream> [mini]`` (their points are against the real test sets' reference points, so the
+  colour says little); the legend says so.
 * ``layer_weights_<upstream>.png``: the learned softmax layer weights (tasks x layers) of one
   upstream -- the figure SUPERB papers use to show where each kind of information lives. A task
   evaluated on a single layer (``featurizer.layer=N``, or QbE's layer pick) shows as one-hot.
+  A mini-corpus row's file and title carry its ``[mini]`` label (``layer_weights_fbank_mini.png``).
 """
 from __future__ import annotations
 
@@ -26,6 +29,18 @@ def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+MINI_HATCH = "//"
+
+
+def _shown(upstream) -> str:
+    """The upstream's label as the table shows it (``[mini]`` for mini-corpus rows)."""
+    return getattr(upstream, "display", upstream.label)
+
+
+def _is_mini(upstream) -> bool:
+    return bool(getattr(upstream, "mini", False))
 
 
 def _safe(label: str) -> str:
@@ -60,7 +75,7 @@ def plot_layer_weights(upstream, path: Path) -> Optional[Path]:
     ax.set_yticks(range(len(tasks)))
     ax.set_yticklabels([lb.short_name(t) for t in tasks])
     ax.set_xlabel("hidden state (0 = first)")
-    ax.set_title(f"{upstream.label}: learned layer weights")
+    ax.set_title(f"{_shown(upstream)}: learned layer weights")
     if n_layers <= 26:
         for i in range(len(tasks)):
             for j in range(n_layers):
@@ -80,7 +95,8 @@ def plot_scores(rows: Sequence, tasks: Sequence[str], path: Path) -> Optional[Pa
         return None
     cols = min(4, len(panels))
     nrows = (len(panels) + cols - 1) // cols
-    labels = [r.label for r in rows]
+    labels = [_shown(r.upstream) for r in rows]
+    any_mini = any(_is_mini(r.upstream) for r in rows)
     fig = _figure(3.4 * cols, 2.9 * nrows + 0.4)
     axes = fig.subplots(nrows, cols, squeeze=False)
     import matplotlib
@@ -88,7 +104,7 @@ def plot_scores(rows: Sequence, tasks: Sequence[str], path: Path) -> Optional[Pa
     cmap = matplotlib.colormaps["RdYlGn"]
     for k, (t, m) in enumerate(panels):
         ax = axes[k // cols][k % cols]
-        xs, vals, colors = [], [], []
+        xs, vals, colors, hatches = [], [], [], []
         for i, r in enumerate(rows):
             e = r.upstream.tasks.get(t)
             if e is None or not e.scored:
@@ -97,7 +113,11 @@ def plot_scores(rows: Sequence, tasks: Sequence[str], path: Path) -> Optional[Pa
             xs.append(i)
             vals.append(v)
             colors.append(cmap(min(max(m.points(v) / 1000.0, 0.0), 1.0)))
-        ax.bar(xs, vals, color=colors, edgecolor="black", linewidth=0.5)
+            hatches.append(MINI_HATCH if _is_mini(r.upstream) else "")
+        bars = ax.bar(xs, vals, color=colors, edgecolor="black", linewidth=0.5)
+        for bar, hatch in zip(bars, hatches):
+            if hatch:
+                bar.set_hatch(hatch)
         ax.axhline(m.fbank, color="gray", linestyle="--", linewidth=1, label=f"FBANK {m.fbank:g}")
         ax.axhline(m.sota, color="green", linestyle="--", linewidth=1, label=f"SOTA {m.sota:g}")
         ax.set_xticks(range(len(labels)))
@@ -108,10 +128,21 @@ def plot_scores(rows: Sequence, tasks: Sequence[str], path: Path) -> Optional[Pa
         hi = max(vals + [m.fbank, m.sota])
         pad = 0.1 * (hi - lo or 1.0)
         ax.set_ylim(lo - pad, hi + pad)
-        ax.legend(fontsize=6, loc="best")
+        if any_mini:
+            from matplotlib.patches import Patch
+
+            handles, names = ax.get_legend_handles_labels()
+            handles.append(Patch(facecolor="white", edgecolor="black", hatch=MINI_HATCH))
+            names.append("[mini]: mini corpus")
+            ax.legend(handles, names, fontsize=6, loc="best")
+        else:
+            ax.legend(fontsize=6, loc="best")
     for k in range(len(panels), nrows * cols):
         axes[k // cols][k % cols].set_visible(False)
-    fig.suptitle("Scores against the SUPERB reference points (FBANK = 0 points, SOTA = 1000)", fontsize=10)
+    title = "Scores against the SUPERB reference points (FBANK = 0 points, SOTA = 1000)"
+    if any_mini:
+        title += "; hatched: embedded mini corpus, not the real test sets"
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path)
     return path
 
@@ -127,7 +158,7 @@ def write_plots(col, board, out_dir) -> List[Path]:
     for r in board.rows:
         if r.upstream.published:
             continue
-        p = plot_layer_weights(r.upstream, out / f"layer_weights_{_safe(r.label)}.png")
+        p = plot_layer_weights(r.upstream, out / f"layer_weights_{_safe(_shown(r.upstream))}.png")
         if p:
             written.append(p)
     return written

@@ -44,6 +44,7 @@ Output directory::
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,7 +67,7 @@ from superb.downstream.sampler import DurationBatchSampler
 from superb.downstream.tasks import Example, Task, get_task
 from superb.upstream import build_upstream
 from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
-from superb.upstream.custom import canonical_name, is_custom_name
+from superb.upstream.custom import canonical_name, code_provenance, is_custom_name
 
 from .config import ConfigError, diff_configs, merge_config, parse_set
 from .schedulers import Schedule
@@ -262,9 +263,13 @@ def pad_batch(wavs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 class Runner:
     """One benchmark run of one upstream on one task."""
 
-    def __init__(self, config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True):
+    def __init__(self, config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True,
+                 upstream_model: Optional[torch.nn.Module] = None):
+        """``upstream_model``: an in-memory upstream (the Python API's ``superb.run(upstream=module)``);
+        ``config["upstream"]["name"]`` is then ``in-memory:<class>`` (see :func:`in_memory_name`)."""
         self.output_dir = Path(output_dir)
         self.progress = progress
+        self.upstream_model = upstream_model
         self.resume = resume
         self.optimizer = None
         existed = self.output_dir.exists()
@@ -303,7 +308,7 @@ class Runner:
     @classmethod
     def for_evaluation(cls, run_dir, device: Optional[str] = None, progress: bool = True,
                        upstream: Optional[str] = None, trust_run_dir: bool = False,
-                       sets: Sequence[str] = ()) -> "Runner":
+                       sets: Sequence[str] = (), upstream_model: Optional[torch.nn.Module] = None) -> "Runner":
         """Rebuild a finished run (config, data, upstream, best featurizer and head) read-only.
 
         The run folder is data: a custom upstream (``file.py:Class``, ``module:Class``) that its
@@ -322,7 +327,13 @@ class Runner:
         if sets:
             apply_decode_sets(config, sets, cfg_path)
         name = str(config["upstream"].get("name"))
-        if upstream is not None and canonical_name(upstream) != canonical_name(name):
+        if name.startswith(IN_MEMORY_PREFIX) or upstream_model is not None:
+            given = in_memory_name(upstream_model) if upstream_model is not None else None
+            if given != name:
+                raise RunDirectoryError(
+                    f"{cfg_path} names the in-memory upstream {name!r}: pass that module again "
+                    f"(superb.evaluate(run_dir, upstream=module))" + (f"; got {given!r}" if given else ""))
+        elif upstream is not None and canonical_name(upstream) != canonical_name(name):
             raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {run_dir} ({name!r})")
         if is_custom_name(name) and upstream is None and not trust_run_dir:
             raise RunDirectoryError(
@@ -333,6 +344,7 @@ class Runner:
             config["device"] = device
         runner = cls.__new__(cls)
         runner.output_dir, runner.progress, runner.resume, runner.optimizer = run_dir, progress, True, None
+        runner.upstream_model = upstream_model
         runner._lock = runner._take_lock()
         try:
             runner._build(config)
@@ -429,6 +441,10 @@ class Runner:
 
     def _build_upstream(self):
         up = self.config["upstream"]
+        if self.upstream_model is not None:
+            model = check_in_memory_upstream(self.upstream_model)
+            model.eval().requires_grad_(False).to(self.device)
+            return model
         # random-init weights are a function of the run's seed, so evaluate/resume rebuild them
         torch.manual_seed(self.seed)
         model = build_upstream(up["name"], ckpt=up.get("ckpt"), random_init=bool(up.get("random_init")),
@@ -553,62 +569,91 @@ class Runner:
         self.featurizer.train()
         self.head.train()
         primary = self.task.primary_metric
-        bar = tqdm(total=total, initial=state["step"], disable=not self.progress, desc=f"{self.task.name}",
+        # a terminal gets a tqdm bar; a log file (CI, SLURM, nohup) gets one plain line per log_every steps
+        interactive = self.progress and sys.stderr.isatty()
+        bar = tqdm(total=total, initial=state["step"], disable=not interactive, desc=f"{self.task.name}",
                    dynamic_ncols=True, file=sys.stderr)
-        batches = sampler.epoch_batches(state["epoch"])
-        running: List[float] = []
-        while state["step"] < total:
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for _ in range(accumulate):
-                if state["batch"] >= len(batches):
-                    state["epoch"] += 1
-                    state["batch"] = 0
-                    batches = sampler.epoch_batches(state["epoch"])
-                exs = self.task.training_examples([train[i] for i in batches[state["batch"]]], state["epoch"], self.seed)
-                state["batch"] += 1
-                feats, lengths = self.features(exs)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                    loss = self.task.loss(self.head, feats, lengths, exs)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {state['step'] + 1} (batch {[e.id for e in exs][:4]})")
-                scaler.scale(loss.float() / accumulate).backward()
-                loss_sum += loss.item() / accumulate
-            grad_clip = rc.get("grad_clip")
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
-            lr = schedule.apply(optimizer, state["step"])
-            scaler.step(optimizer)
-            scaler.update()
-            state["step"] += 1
-            step = state["step"]
-            running.append(loss_sum)
-            bar.update(1)
-            if step % int(rc["log_every"]) == 0 or step == total:
-                fileio.append_line(log_path, json.dumps({"step": step, "loss": float(np.mean(running)), "lr": lr}))
-                bar.set_postfix(loss=f"{np.mean(running):.3f}", **({f"dev_{primary}": f"{state['history'][-1][primary]:.2f}"} if state["history"] else {}))
-                running = []
-            if step % int(rc["eval_every"]) == 0 or step == total:
-                metrics, _ = self.evaluate("dev")
-                metrics = plain_data(metrics)
-                state["history"].append({"step": step, **metrics})
-                fileio.append_line(log_path, json.dumps({"step": step, "dev": metrics}))
-                if self.task.is_better(metrics[primary], state["best"]):
-                    state["best"], state["best_step"] = metrics[primary], step
+        self._saved_step = int(state["step"]) if self.resume and last_path.is_file() else None
+        first_step, first_time = int(state["step"]), time.time()
+        with self._stop_report(state, last_path, rc, bar):
+            batches = sampler.epoch_batches(state["epoch"])
+            running: List[float] = []
+            while state["step"] < total:
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = 0.0
+                for _ in range(accumulate):
+                    if state["batch"] >= len(batches):
+                        state["epoch"] += 1
+                        state["batch"] = 0
+                        batches = sampler.epoch_batches(state["epoch"])
+                    exs = self.task.training_examples([train[i] for i in batches[state["batch"]]], state["epoch"], self.seed)
+                    state["batch"] += 1
+                    feats, lengths = self.features(exs)
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                        loss = self.task.loss(self.head, feats, lengths, exs)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at step {state['step'] + 1} (batch {[e.id for e in exs][:4]})")
+                    scaler.scale(loss.float() / accumulate).backward()
+                    loss_sum += loss.item() / accumulate
+                grad_clip = rc.get("grad_clip")
+                if grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
+                lr = schedule.apply(optimizer, state["step"])
+                scaler.step(optimizer)
+                scaler.update()
+                state["step"] += 1
+                step = state["step"]
+                running.append(loss_sum)
+                bar.update(1)
+                if step % int(rc["log_every"]) == 0 or step == total:
+                    wall = round(time.time() - start_time, 1)
+                    fileio.append_line(log_path, json.dumps({"step": step, "loss": float(np.mean(running)), "lr": lr,
+                                                             "wall_s": wall}))
+                    if self.progress and not interactive:
+                        per_step = (time.time() - first_time) / max(step - first_step, 1)
+                        dev = f", dev {primary} {state['history'][-1][primary]:.2f}" if state["history"] else ""
+                        print(f"superb: step {step}/{total}, loss {np.mean(running):.3f}{dev}, {per_step:.2f} s/step, "
+                              f"about {per_step * (total - step) / 60:.0f} min left", file=sys.stderr, flush=True)
+                    bar.set_postfix(loss=f"{np.mean(running):.3f}", **({f"dev_{primary}": f"{state['history'][-1][primary]:.2f}"} if state["history"] else {}))
+                    running = []
+                if step % int(rc["eval_every"]) == 0 or step == total:
+                    metrics, _ = self.evaluate("dev")
+                    metrics = plain_data(metrics)
+                    state["history"].append({"step": step, **metrics})
+                    fileio.append_line(log_path, json.dumps({"step": step, "dev": metrics,
+                                                             "wall_s": round(time.time() - start_time, 1)}))
+                    if self.task.is_better(metrics[primary], state["best"]):
+                        state["best"], state["best_step"] = metrics[primary], step
+                        atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
+                                           "step": step, "dev": metrics}, ckpt_dir / "best.pt")
+                    bar.set_postfix(loss=f"{loss_sum:.3f}", **{f"dev_{primary}": f"{metrics[primary]:.2f}"})
+                if step % int(rc["save_every"]) == 0 or step == total:
+                    state["elapsed"] = time.time() - start_time
                     atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
-                                       "step": step, "dev": metrics}, ckpt_dir / "best.pt")
-                bar.set_postfix(loss=f"{loss_sum:.3f}", **{f"dev_{primary}": f"{metrics[primary]:.2f}"})
-            if step % int(rc["save_every"]) == 0 or step == total:
-                state["elapsed"] = time.time() - start_time
-                atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "state": plain_data(state),
-                                   "rng": self._rng_state(), "scaler": plain_data(scaler.state_dict())},
-                                  last_path)
-            self._after_step(step)
+                                       "optimizer": optimizer.state_dict(), "state": plain_data(state),
+                                       "rng": self._rng_state(), "scaler": plain_data(scaler.state_dict())},
+                                      last_path)
+                    self._saved_step = step
+                self._after_step(step)
         bar.close()
         state["elapsed"] = time.time() - start_time
         return state
+
+    @contextlib.contextmanager
+    def _stop_report(self, state, last_path: Path, rc: Dict[str, Any], bar):
+        """On Ctrl-C or a crash during training: one line with the step, the last save and how to go on."""
+        try:
+            yield
+        except BaseException as exc:
+            bar.close()
+            if not isinstance(exc, (RunDirectoryError, ConfigError)):
+                saved = (f"the last save is step {self._saved_step} ({last_path})" if self._saved_step is not None
+                         else f"nothing was saved yet (runner.save_every={rc['save_every']})")
+                what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}"
+                hint = f"; continue with: superb resume {self.output_dir}" if self._saved_step is not None else ""
+                print(f"superb: {what} at step {state['step']}; {saved}{hint}", file=sys.stderr, flush=True)
+            raise
 
     @staticmethod
     def _rewind_log(log_path: Path, step: int) -> None:
@@ -698,12 +743,20 @@ class Runner:
     def results(self, metrics, state, prediction_files) -> Dict[str, Any]:
         up = self.config["upstream"]
         ckpt = up.get("ckpt")
-        if ckpt:
+        n_params = sum(p.numel() for p in self.upstream.parameters())
+        extra: Dict[str, Any] = {"parameters": n_params, **code_provenance(up["name"])}
+        if self.upstream_model is not None:
+            weights, digest = "in-memory module", state_sha256(self.upstream)
+            extra["checkpoint_sha256_of"] = "the module's state_dict (names, dtypes, shapes, values)"
+        elif ckpt:
             weights, digest = "pretrained", sha256_of(Path(ckpt))
         elif up.get("random_init"):
             weights, digest = f"random-init (seed {self.seed})", None
-        else:
+        elif n_params == 0:
             weights, digest = "none (parameter-free)", None
+        else:  # a custom / HEAR module that brings its own weights, or its constructor's initialisation
+            weights, digest = "the module's own (no checkpoint given)", state_sha256(self.upstream)
+            extra["checkpoint_sha256_of"] = "the module's state_dict (names, dtypes, shapes, values)"
         return {
             "superb_results_version": RESULTS_VERSION,
             "task": self.task.name,
@@ -713,7 +766,7 @@ class Runner:
                 "weights": weights, "options": up.get("options") or {},
                 "num_layers": self.upstream.num_layers, "hidden_sizes": self.upstream.hidden_sizes,
                 "downsample_rate": self.upstream.downsample_rate,
-                "feature": up.get("feature") or "hidden_states", "layers": self.layer_ids,
+                "feature": up.get("feature") or "hidden_states", "layers": self.layer_ids, **extra,
             },
             "metrics": metrics,
             "primary_metric": self.task.primary_metric,
@@ -752,7 +805,7 @@ def apply_decode_sets(config: Dict[str, Any], sets: Sequence[str], where) -> Non
 
 def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, progress: bool = True,
                  upstream: Optional[str] = None, trust_run_dir: bool = False,
-                 sets: Sequence[str] = ()) -> Dict[str, float]:
+                 sets: Sequence[str] = (), upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, float]:
     """Re-evaluate a finished run's best checkpoint on ``split``; writes ``evaluate-<split>.json``.
 
     ``upstream``/``trust_run_dir``: see :meth:`Runner.for_evaluation` (custom upstreams). ``sets``:
@@ -760,7 +813,7 @@ def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, pro
     ``task.kenlm.lm_path=...``); recorded in the JSON, with the decoder's description.
     """
     runner = Runner.for_evaluation(run_dir, device=device, progress=progress, upstream=upstream,
-                                   trust_run_dir=trust_run_dir, sets=sets)
+                                   trust_run_dir=trust_run_dir, sets=sets, upstream_model=upstream_model)
     try:
         if split not in runner.splits:
             raise ValueError(f"unknown split {split!r}; this task has {', '.join(runner.splits)}")
@@ -778,7 +831,88 @@ def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, pro
         runner.close()
 
 
-def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+IN_MEMORY_PREFIX = "in-memory:"
+
+
+def in_memory_name(model: torch.nn.Module) -> str:
+    """The name a run records for an in-memory upstream: ``in-memory:<module>.<class>``."""
+    cls = type(model)
+    return f"{IN_MEMORY_PREFIX}{cls.__module__}.{cls.__qualname__}"
+
+
+def check_in_memory_upstream(model) -> torch.nn.Module:
+    """An in-memory upstream must follow the upstream contract (see superb.upstream.base)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"upstream must be a registered name, a checkpoint path or a torch.nn.Module; got "
+                        f"{type(model).__name__}")
+    missing = [a for a in ("hidden_sizes", "downsample_rate") if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"in-memory upstream {type(model).__name__} lacks {', '.join(missing)}: an upstream declares "
+                        "hidden_sizes (one feature size per hidden state) and downsample_rate (16 kHz samples per "
+                        "frame) and returns UpstreamOutput(hidden_states, lengths) from forward(wavs, wav_lens); "
+                        "subclass superb.upstream.Upstream")
+    sizes = list(model.hidden_sizes)
+    if not sizes or not all(isinstance(d, int) and d > 0 for d in sizes):
+        raise TypeError(f"in-memory upstream {type(model).__name__}: hidden_sizes must be positive integers, got {sizes}")
+    rate = model.downsample_rate
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+        raise TypeError(f"in-memory upstream {type(model).__name__}: downsample_rate must be a positive integer, "
+                        f"got {rate!r}")
+    if not hasattr(model, "num_layers"):
+        model.num_layers = len(sizes)
+    return model
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """sha256 over a module's state_dict: each entry's name, dtype, shape and bytes, in key order."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = None,
+               total_steps: Optional[int] = None, progress: bool = True, upstream: Optional[str] = None,
+               trust_run_dir: bool = False, upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
+    """``superb resume RUN_DIR``: continue a run from its folder alone (its ``config.json``; for a
+    cross-validated task run with ``task.fold: all``, from its fold folders). As for ``evaluate``, a
+    custom upstream that the folder names runs only when ``upstream`` names it again or
+    ``trust_run_dir`` is set, and an in-memory one needs ``upstream_model``."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    folds = sorted(run_dir.glob("fold*/config.json"))
+    if cfg_path.is_file():
+        config = read_run_config(cfg_path)
+    elif folds:
+        cfg_path = folds[0]
+        config = read_run_config(cfg_path)
+        config["task"]["fold"] = "all"
+    else:
+        raise RunDirectoryError(f"{run_dir} holds no run to resume (no config.json, no fold*/config.json)")
+    name = str(config["upstream"].get("name"))
+    if name.startswith(IN_MEMORY_PREFIX):
+        if upstream_model is None or in_memory_name(upstream_model) != name:
+            raise RunDirectoryError(f"{cfg_path} names the in-memory upstream {name!r}: pass that module again "
+                                    "(superb.run(module, ..., output=run_dir, resume=True))")
+    elif upstream is not None and canonical_name(upstream) != canonical_name(name):
+        raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {run_dir} ({name!r})")
+    elif is_custom_name(name) and upstream is None and not trust_run_dir:
+        raise RunDirectoryError(
+            f"{cfg_path} names the custom upstream {name!r}; a run folder is data, so superb does not import code "
+            f"it names. Pass --upstream {name!r} to run that code, or --trust-run-dir")
+    if device is not None:
+        config["device"] = device
+    if threads is not None:
+        config["threads"] = threads
+    if total_steps is not None:
+        config["runner"]["total_steps"] = int(total_steps)
+    return run_benchmark(config, run_dir, resume=True, progress=progress, upstream_model=upstream_model)
+
+
+def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True,
+                  upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
     """Run one benchmark; a task with folds and ``task.fold: all`` runs every fold.
 
     Each fold runs in ``<output>/fold<k>/`` with its own results; ``<output>/results.json`` then
@@ -786,7 +920,7 @@ def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, prog
     """
     task_cls = get_task(config["task"]["name"])
     if not task_cls.folds or str(config["task"].get("fold")) != "all":
-        return Runner(config, output_dir, resume=resume, progress=progress).run()
+        return Runner(config, output_dir, resume=resume, progress=progress, upstream_model=upstream_model).run()
     output_dir = Path(output_dir)
     per_fold: Dict[str, Dict[str, Any]] = {}
     for fold in task_cls.folds:
@@ -797,7 +931,7 @@ def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, prog
             per_fold[str(fold)] = fileio.read_json(fold_dir / "results.json")
             continue
         per_fold[str(fold)] = Runner(sub, fold_dir, resume=resume and (fold_dir / "config.json").is_file(),
-                                     progress=progress).run()
+                                     progress=progress, upstream_model=upstream_model).run()
     first = next(iter(per_fold.values()))
     metrics = {
         split: {m: float(np.mean([r["metrics"][split][m] for r in per_fold.values()])) for m in first["metrics"][split]}

@@ -43,6 +43,15 @@ run, the file and the line. Tasks of the public set without a run are listed (``
 makes that an error); runs of no public-set task at all are an error, not an empty zip. Prediction
 paths must stay inside their run folder (see :mod:`superb.benchmark.export`). The archive is
 deterministic (sorted entries, fixed timestamps).
+
+Mini-corpus runs are refused: a run whose results.json says ``data.source == "mini"`` (the
+runner's record of the embedded synthetic corpus, with its ``mini_profile`` and ``mini_seed``) was
+trained and tested on data the leaderboard does not score, so ``submit`` stops with one line
+naming the run folder(s) and nothing is written; ``--allow-mini`` packs such runs anyway (a test
+of the archive, not a submission). Runs whose results.json has no ``data.source`` (written before
+the runner recorded it, or by hand) are treated as real-data runs and are not refused. (The
+library function :func:`plan_submission` refuses them only when called with ``allow_mini=False``,
+as ``superb submit`` does; ``Plan.mini`` names the mini corpus of what it packed.)
 """
 from __future__ import annotations
 
@@ -58,7 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .export import Collection, TaskEntry, UpstreamResults, collect
+from .export import Collection, RunResult, TaskEntry, UpstreamResults, collect, describe_mini
 
 LEADERBOARD_SUBMISSION_SOURCE = "s3prl v0.4.18 submit/submit.py (superb-reference.md section 8)"
 
@@ -435,19 +444,62 @@ class Plan:
     included: List[str]
     missing: List[str]
     ignored: List[str]
+    mini: Optional[str] = None   # packed with --allow-mini: the mini corpus the runs used ("profile P, seed S")
+
+
+def mini_refusal(runs: List[RunResult]) -> Optional[str]:
+    """The one-line refusal for the mini-corpus runs among ``runs`` (None when there are none)."""
+    minis: Dict[str, List[str]] = {}
+    seen = set()
+    for r in runs:
+        m = r.mini
+        if m is None or r.run_dir in seen:
+            continue
+        seen.add(r.run_dir)
+        minis.setdefault(describe_mini(m), []).append(str(r.run_dir))
+    if not minis:
+        return None
+    count = sum(len(v) for v in minis.values())
+    if len(minis) == 1:
+        (corpus, dirs), = minis.items()
+        who = f"{', '.join(dirs)} {'was' if count == 1 else 'were'} trained/tested on the embedded mini corpus ({corpus})"
+    else:
+        who = (", ".join(f"{', '.join(dirs)} ({corpus})" for corpus, dirs in minis.items())
+               + " were trained/tested on the embedded mini corpus")
+    return (f"{who}; the leaderboard scores the real test sets; pass --allow-mini to pack "
+            f"{'it' if count == 1 else 'them'} anyway")
+
+
+def select_upstream(col: Collection, upstream: Optional[str] = None) -> UpstreamResults:
+    """The one upstream of ``col`` to submit (``upstream``: its label as shown, or its name)."""
+    ups = [u for u in col.upstreams.values() if not u.published]
+    if upstream is not None:
+        exact = [u for u in ups if upstream in (u.label, u.display)]
+        ups = exact or [u for u in ups if u.info.get("name") == upstream]
+        if not ups:
+            raise SubmitError(f"--upstream {upstream!r} matches none of: "
+                              f"{', '.join(u.display for u in col.upstreams.values())}")
+    if len(ups) != 1:
+        raise SubmitError("a submission holds one upstream; these runs have "
+                          f"{len(ups)}: {', '.join(u.display for u in ups) or 'none'} (pick one with --upstream LABEL)")
+    return ups[0]
+
+
+def upstream_runs(up: UpstreamResults) -> List[RunResult]:
+    """The runs whose files a submission of ``up`` packs."""
+    return [r for e in up.tasks.values() for r in e.runs]
 
 
 def plan_submission(col: Collection, upstream: Optional[str] = None, require_all: bool = False,
-                    sd_h5: bool = True) -> Plan:
-    ups = [u for u in col.upstreams.values() if not u.published]
-    if upstream is not None:
-        ups = [u for u in ups if u.label == upstream or u.info.get("name") == upstream]
-        if not ups:
-            raise SubmitError(f"--upstream {upstream!r} matches none of: {', '.join(col.upstreams)}")
-    if len(ups) != 1:
-        raise SubmitError("a submission holds one upstream; these runs have "
-                          f"{len(ups)}: {', '.join(u.label for u in ups) or 'none'} (pick one with --upstream LABEL)")
-    up = ups[0]
+                    sd_h5: bool = True, allow_mini: bool = True) -> Plan:
+    """The archive's files for the one upstream of ``col`` (or ``upstream``, a label or name).
+    ``allow_mini=False`` refuses runs on the embedded mini corpus, as ``superb submit`` does
+    without ``--allow-mini`` (module docstring); either way ``Plan.mini`` names their corpus."""
+    up = select_upstream(col, upstream)
+    runs = upstream_runs(up)
+    refusal = mini_refusal(runs)
+    if refusal and not allow_mini:
+        raise SubmitError(refusal)
     files: Dict[str, bytes] = {}
     errors: List[str] = []
     included = []
@@ -469,7 +521,8 @@ def plan_submission(col: Collection, upstream: Optional[str] = None, require_all
         found = f"its runs are of {', '.join(ignored)}, not part of the public set" if ignored else "it has no runs"
         raise SubmitError(f"nothing to submit for upstream {up.label}: {found}; the public set's tasks are "
                           f"{', '.join(LAYOUT)}. Nothing was written")
-    return Plan(up.label, files, included, missing, ignored)
+    corpora = sorted({describe_mini(r.mini) for r in runs if r.mini is not None})
+    return Plan(up.label, files, included, missing, ignored, "; ".join(corpora) or None)
 
 
 def write_zip(files: Dict[str, bytes], out: Path) -> Path:
@@ -498,7 +551,7 @@ def write_zip(files: Dict[str, bytes], out: Path) -> Path:
 
 def cmd_submit(args) -> int:
     col = collect(args.run_dirs)
-    plan = plan_submission(col, args.upstream, args.require_all, args.sd_h5)
+    plan = plan_submission(col, args.upstream, args.require_all, args.sd_h5, allow_mini=args.allow_mini)
     if not args.dry_run:
         write_zip(plan.files, Path(args.out))
     print(f"{'would write' if args.dry_run else 'wrote'} {args.out}: upstream {plan.upstream}, "
@@ -512,6 +565,9 @@ def cmd_submit(args) -> int:
         print(f"not included (no runs): {', '.join(plan.missing)}")
     if plan.ignored:
         print(f"not part of the public-set submission: {', '.join(plan.ignored)}")
+    if plan.mini:
+        print(f"warning: --allow-mini: these runs were trained/tested on the embedded mini corpus ({plan.mini}); "
+              "the leaderboard scores the real test sets, so this archive is a format check, not a result")
     return 0
 
 
@@ -526,8 +582,12 @@ def register(sub) -> None:
                    help="SD: ship the posteriors as s3prl's <recording>.h5 files, dataset T_hat (default: the "
                         "server scores SD only from sd_public/*.h5); --no-sd-h5 ships the run's .npy files "
                         "as they are, which the server does not score")
+    p.add_argument("--allow-mini", action="store_true",
+                   help="pack runs trained/tested on the embedded mini corpus (refused by default: the leaderboard "
+                        "scores the real test sets)")
     p.add_argument("--dry-run", action="store_true", help="validate and list, write nothing")
     p.set_defaults(func=cmd_submit)
 
 
-__all__ = ["LAYOUT", "Plan", "SubmitError", "SubmitTarget", "plan_submission", "plan_task", "write_zip"]
+__all__ = ["LAYOUT", "Plan", "SubmitError", "SubmitTarget", "mini_refusal", "plan_submission", "plan_task",
+           "select_upstream", "upstream_runs", "write_zip"]

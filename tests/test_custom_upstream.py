@@ -1,4 +1,5 @@
 """Bring your own upstream: file.py:Class, module:Class, entry points, HEAR modules, check-upstream."""
+import hashlib
 import json
 import re
 import subprocess
@@ -55,6 +56,11 @@ def test_readme_example_runs_a_task_and_evaluates_from_elsewhere(tmp_path, monke
     assert results["config"]["upstream"]["name"] == REF
     assert results["upstream"]["hidden_sizes"] == [16, 16, 16] and results["upstream"]["downsample_rate"] == 320
     assert results["steps"] == 3 and len(results["layer_weights"]) == 3
+    # provenance: the code's file and sha256, the parameter count; "parameter-free" only when it is
+    up = results["upstream"]
+    assert up["code_file"] == str(EXAMPLE.resolve()) and up["code_sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    assert up["parameters"] == 16 * 400 + 16 + 2 * (16 * 16 + 16)
+    assert up["weights"] == "the module's own (no checkpoint given)" and len(up["checkpoint_sha256"]) == 64
     capsys.readouterr()
     monkeypatch.chdir(tmp_path)
     # the run folder is data: the custom upstream it names runs only when named again

@@ -51,3 +51,40 @@ def test_results_record_the_data_source(tmp_path, ks_data):
     runner = Runner.__new__(Runner)
     runner.config = {"data": {"dir": None, "mini_profile": "tiny", "mini_seed": 3}}
     assert runner.data_source() == {"source": "mini", "mini_profile": "tiny", "mini_seed": 3}
+
+
+def test_a_stopped_run_says_how_to_resume_and_resume_needs_only_the_folder(tmp_path, ks_data, capsys):
+    from superb.benchmark.runner import resume_run
+    from test_runner_reliability import Killed, KilledRunner, _config
+
+    out = tmp_path / "run"
+    runner = KilledRunner(_config(ks_data), out, progress=True)
+    runner.kill_at = 6
+    with pytest.raises(Killed):
+        runner.run()
+    err = capsys.readouterr().err
+    assert f"superb: stopped by Killed at step 6; the last save is step 4 ({out / 'checkpoints' / 'last.pt'}); " \
+           f"continue with: superb resume {out}" in err
+    # not a terminal: plain progress lines instead of tqdm's carriage returns
+    assert "superb: step 2/12, loss " in err and " s/step, about " in err and "\r" not in err
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(isinstance(e["wall_s"], float) for e in log) and [e["step"] for e in log if "loss" in e] == [2, 4, 6]  # rewound to 4 on resume
+    resumed = resume_run(out, progress=False)
+    full = KilledRunner(_config(ks_data), tmp_path / "full", progress=False).run()
+    assert resumed["steps"] == 12 and resumed["metrics"] == full["metrics"]
+    with pytest.raises(Exception, match="holds no run to resume"):
+        resume_run(tmp_path / "nothing")
+
+
+def test_superb_resume_needs_only_the_run_folder(tmp_path, ks_data, capsys):
+    out = tmp_path / "run"
+    argv = _argv(ks_data, out, "--quiet")
+    argv[argv.index("--max-steps") + 1] = "3"
+    assert main(argv) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert main(["resume", str(out), "--max-steps", "5", "--quiet"]) == 0  # train on to step 5
+    again = json.loads((out / "results.json").read_text())
+    assert (first["steps"], again["steps"]) == (3, 5) and again["config"]["runner"]["total_steps"] == 5
+    assert f"results: {out / 'results.json'}" in capsys.readouterr().out
+    assert main(["resume", str(tmp_path / "none"), "--quiet"]) == 2
+    assert "holds no run to resume" in capsys.readouterr().err

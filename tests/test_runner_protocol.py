@@ -153,4 +153,4 @@ def test_every_metric_has_a_unit_and_results_carry_them(tmp_path, ks_data):
     assert get_task("qbe").metric_units()["mtwv"] == "MTWV x 100"
     assert get_task("vc").metric_units()["mcd"] == "MCD dB"
     res = Runner(_config(ks_data, **{"runner.total_steps": 1}), tmp_path / "r", progress=False).run()
-    assert res["metric_units"] == {"accuracy": "percent"}
+    assert res["metric_units"] == {"accuracy": "percent", "balanced_accuracy": "percent"}

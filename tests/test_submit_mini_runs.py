@@ -77,9 +77,11 @@ def test_mini_runs_of_all_tasks_make_a_leaderboard_zip(mini_runs, tmp_path, caps
     capsys.readouterr()
     zip1, zip2 = tmp_path / "a" / "predict.zip", tmp_path / "b" / "predict.zip"
     run_dirs = [str(runs[t]) for t in TASKS]
-    assert main(["submit", *run_dirs, "--out", str(zip1)]) == 0
+    assert main(["submit", *run_dirs, "--out", str(zip1)]) == 2  # mini-corpus runs: refused without --allow-mini
+    assert "on the embedded mini corpus (profile tiny, seed 0)" in capsys.readouterr().err and not zip1.exists()
+    assert main(["submit", *run_dirs, "--out", str(zip1), "--allow-mini"]) == 0
     printed = capsys.readouterr().out
-    assert main(["submit", *reversed(run_dirs), "--out", str(zip2)]) == 0
+    assert main(["submit", *reversed(run_dirs), "--out", str(zip2), "--allow-mini"]) == 0
     capsys.readouterr()
 
     # deterministic: the same bytes, whatever the order the runs are named in

@@ -76,6 +76,46 @@ def canonical_name(name: str) -> str:
     return f"{target}:{cls_name}"
 
 
+def _file_sha256(path) -> Optional[str]:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
+def _distribution_version(module_name: str) -> Optional[str]:
+    """The installed version of the distribution that provides top-level module ``module_name``."""
+    top = module_name.split(".")[0]
+    for dist in metadata.packages_distributions().get(top, []):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def code_provenance(name: str) -> Dict[str, Any]:
+    """What a results file records about the code of a custom or HEAR upstream: the file that
+    defines it and its sha256, and the version of the installed package it comes from (if any).
+    Empty for built-in names. Imports nothing that the run has not imported already."""
+    name = str(name).strip()
+    if name.startswith("hear:"):
+        mod_name = name[len("hear:"):]
+        mod = sys.modules.get(mod_name)
+        path = getattr(mod, "__file__", None)
+        return {"code_file": path, "code_sha256": _file_sha256(path), "package": _distribution_version(mod_name)}
+    m = _CLASS_REF.match(name)
+    if not m:
+        return {}
+    target = m.group("target")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = str(Path(target).expanduser().resolve())
+        return {"code_file": path, "code_sha256": _file_sha256(path)}
+    mod = sys.modules.get(target)
+    path = getattr(mod, "__file__", None)
+    return {"code_file": path, "code_sha256": _file_sha256(path), "package": _distribution_version(target)}
+
+
 # ---------------------------------------------------------------------------------------------
 # file.py:Class and module:Class
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from ..fileio import atomic_write_text
 #: the unit of every metric a task reports (results.json ``metric_units``)
 METRIC_UNITS: Dict[str, str] = {
     **{m: "percent" for m in ("accuracy", "wer", "cer", "per", "eer", "der", "miss", "false_alarm", "confusion",
-                              "slot_type_f1", "slot_value_cer", "wer_constant", "cer_constant", "accept")},
+                              "slot_type_f1", "slot_value_cer", "wer_constant", "cer_constant", "accept",
+                              "balanced_accuracy")},
     "min_dcf": "detection cost (NIST SRE, not percent)",
     "mtwv": "MTWV x 100", "atwv": "ATWV x 100", "threshold": "detection score threshold",
     "pesq": "PESQ (wide-band MOS-LQO)", "pesq_input": "PESQ (wide-band MOS-LQO)", "pesq_failed": "utterances",

@@ -1,7 +1,7 @@
 """KS — keyword spotting on Speech Commands v0.01 (SUPERB content task).
 
-Layout (``--data`` points at the folder holding both archives, or set ``data.train_root`` and
-``data.test_root`` in the config)::
+Layout (``--data`` points at the folder holding both archives, or set ``task.train_root`` and
+``task.test_root`` in the config)::
 
     speech_commands_v0.01/                       # the training archive
         <word>/<speaker-hash>_nohash_<n>.wav     # 30 words, 1 s, 16 kHz mono
@@ -18,12 +18,20 @@ the background-noise files cut into consecutive 1 s segments (deterministic, ins
 crops at load time): every 10th segment goes to dev, the rest to train.
 
 Head (s3prl ``downstream/speech_commands/config.yaml``): linear projector 256 -> mean pooling ->
-linear, cross entropy, class-balanced sampling. Metric: accuracy (%), higher is better.
+linear, cross entropy, class-balanced sampling. Metric: accuracy (%), higher is better -- SUPERB's
+metric, the primary one (it picks the best dev checkpoint). Also reported: ``balanced_accuracy``
+(%), the mean over the classes present in the split of each class's recall (sklearn's
+``balanced_accuracy_score``). Dev keeps the validation list's class mix, where ``_unknown_`` (20
+of the 30 words) dominates -- 56 % of the mini corpus's dev split, while the test archive is
+balanced -- so a head that always answers ``_unknown_`` scores a high dev accuracy but a balanced
+accuracy of 100/12 % (docs/tasks/ks.md).
 Predictions: ``predict.txt`` with ``<file id> <label>`` lines, the file id in the leaderboard
 server's form: the last two path parts joined with ``-`` (``yes/0a2b400e_nohash_0.wav`` is written
 ``yes-0a2b400e_nohash_0.wav``; the server's ``ks_public/truth.txt`` is keyed that way, as s3prl's
 ``speech_commands`` expert writes its ``test_predict.txt``). Inside the toolkit (results, manifests)
-an example's id stays its path below the archive, ``<label>/<file>.wav``.
+an example's id stays its path below the archive, ``<label>/<file>.wav``. Beside it,
+``per_class.tsv``: per class the examples, correct ones, accuracy (%) and how often it was predicted
+(results.json metrics are single numbers, so the per-class values go to this file).
 """
 from __future__ import annotations
 
@@ -105,6 +113,30 @@ def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int
     return splits
 
 
+def per_class_counts(labels: Sequence[str], predictions: Sequence[str]) -> Dict[str, Dict[str, int]]:
+    """``{class: {"examples", "correct", "predicted"}}`` for every class among the labels or the
+    predictions, in :data:`CLASSES` order (then any other label, sorted)."""
+    if len(labels) != len(predictions):
+        raise ValueError(f"KS: {len(predictions)} predictions for {len(labels)} examples")
+    seen = set(labels) | set(predictions)
+    order = [c for c in CLASSES if c in seen] + sorted(seen - set(CLASSES))
+    counts = {c: {"examples": 0, "correct": 0, "predicted": 0} for c in order}
+    for label, pred in zip(labels, predictions):
+        counts[label]["examples"] += 1
+        counts[label]["correct"] += int(label == pred)
+        counts[pred]["predicted"] += 1
+    return counts
+
+
+def balanced_accuracy(labels: Sequence[str], predictions: Sequence[str]) -> float:
+    """Mean recall (%) over the classes present in ``labels`` (sklearn's ``balanced_accuracy_score``
+    x 100): every class weighs the same however many examples it has."""
+    recalls = [c["correct"] / c["examples"] for c in per_class_counts(labels, predictions).values() if c["examples"]]
+    if not recalls:
+        raise ValueError("KS: balanced accuracy of an empty split")
+    return 100.0 * sum(recalls) / len(recalls)
+
+
 def prediction_id(example_id: str) -> str:
     """The leaderboard's KS id of an example: its last two path parts joined with ``-``."""
     return "-".join(example_id.split("/")[-2:])
@@ -115,7 +147,7 @@ class KeywordSpotting(Task):
     title = "Keyword spotting"
     category = "content"
     dataset = "Speech Commands v0.01"
-    metrics = {"accuracy": True}
+    metrics = {"accuracy": True, "balanced_accuracy": True}
     primary_metric = "accuracy"
     mini_split = "speech_commands"
     data_help = f"folder holding {TRAIN_DIR}/ and {TEST_DIR}/"
@@ -125,7 +157,7 @@ class KeywordSpotting(Task):
         train_root = self.cfg.get("train_root") or (data_dir / TRAIN_DIR if data_dir else None)
         test_root = self.cfg.get("test_root") or (data_dir / TEST_DIR if data_dir else None)
         if train_root is None or test_root is None:
-            raise ValueError("KS needs --data DIR (holding both archives) or data.train_root and data.test_root")
+            raise ValueError("KS needs --data DIR (holding both archives) or task.train_root and task.test_root")
         return speech_commands_manifest(Path(train_root), Path(test_root), int(self.cfg.get("min_samples", 400)))
 
     def class_labels(self, examples):
@@ -145,8 +177,10 @@ class KeywordSpotting(Task):
         return [CLASSES[i] for i in head(feats, lengths).argmax(-1).tolist()]
 
     def score(self, examples, predictions):
-        correct = sum(e.label == p for e, p in zip(examples, predictions))
-        return {"accuracy": 100.0 * correct / len(examples)}
+        labels = [e.label for e in examples]
+        correct = sum(label == p for label, p in zip(labels, predictions))
+        return {"accuracy": 100.0 * correct / len(examples),
+                "balanced_accuracy": balanced_accuracy(labels, predictions)}
 
     def write_predictions(self, out_dir: Path, split: str, examples: Sequence[Example], predictions):
         rows = sorted((prediction_id(e.id), p) for e, p in zip(examples, predictions))
@@ -154,7 +188,20 @@ class KeywordSpotting(Task):
         if len(set(ids)) != len(ids):  # e.g. one file name under two folders of another layout
             dup = next(i for i in ids if ids.count(i) > 1)
             raise ValueError(f"KS {split}: two examples share the prediction id {dup!r} (label-file)")
-        return [write_lines(Path(out_dir) / split / "predict.txt", [f"{i} {p}" for i, p in rows])]
+        predict = write_lines(Path(out_dir) / split / "predict.txt", [f"{i} {p}" for i, p in rows])
+        self.write_per_class(Path(out_dir) / split / "per_class.tsv", examples, predictions)
+        return [predict]  # the prediction files (results.json `predictions`); per_class.tsv is a report beside them
+
+    @staticmethod
+    def write_per_class(path: Path, examples: Sequence[Example], predictions) -> Path:
+        """``class, examples, correct, accuracy (%, nan without examples), predicted`` per class."""
+        counts = per_class_counts([e.label for e in examples], list(predictions))
+        table = ["class\texamples\tcorrect\taccuracy\tpredicted"] + [
+            f"{c}\t{n['examples']}\t{n['correct']}\t"
+            f"{100.0 * n['correct'] / n['examples'] if n['examples'] else float('nan'):.2f}\t{n['predicted']}"
+            for c, n in counts.items()]
+        return write_lines(path, table)
 
 
-__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "prediction_id", "speech_commands_manifest"]
+__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "balanced_accuracy", "per_class_counts", "prediction_id",
+           "speech_commands_manifest"]

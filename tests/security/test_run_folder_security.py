@@ -91,4 +91,4 @@ def test_custom_upstream_named_in_config_json_is_not_imported(finished_run, tmp_
     # the lock was released after each refusal: the folder is usable
     cfg["upstream"]["name"] = "fbank"
     cfg_path.write_text(json.dumps(cfg))
-    assert set(evaluate_run(finished_run, "test", progress=False)) == {"accuracy"}
+    assert set(evaluate_run(finished_run, "test", progress=False)) == {"accuracy", "balanced_accuracy"}
