@@ -737,8 +737,26 @@ class Runner:
             files = self.task.write_predictions(self.output_dir / "predictions", split, self.splits[split], preds)
             prediction_files[split] = [str(Path(f).relative_to(self.output_dir)) for f in files]
         results = self.results(metrics, state, prediction_files)
+        warning = self.still_improving(state)
+        if warning:
+            results["warnings"] = [warning]
+            print(f"superb: warning: {warning}", file=sys.stderr, flush=True)
         atomic_write_json(self.output_dir / "results.json", results)
         return results
+
+    def still_improving(self, state) -> Optional[str]:
+        """A note when training ended while dev was still improving: the best dev checkpoint is the
+        last evaluation and it beat the one before (more steps would likely change the result)."""
+        history, primary = state.get("history") or [], self.task.primary_metric
+        if len(history) < 2 or state.get("best_step") != history[-1]["step"]:
+            return None
+        last, before = history[-1][primary], history[-2][primary]
+        if not self.task.is_better(last, before):
+            return None
+        return (f"dev {primary} was still improving when training ended ({before:.2f} at step {history[-2]['step']} "
+                f"-> {last:.2f} at step {history[-1]['step']}, the last evaluation); runner.total_steps="
+                f"{self.config['runner']['total_steps']} may be too few: `superb resume {self.output_dir} --max-steps N` "
+                "trains on")
 
     def results(self, metrics, state, prediction_files) -> Dict[str, Any]:
         up = self.config["upstream"]

@@ -88,3 +88,28 @@ def test_superb_resume_needs_only_the_run_folder(tmp_path, ks_data, capsys):
     assert f"results: {out / 'results.json'}" in capsys.readouterr().out
     assert main(["resume", str(tmp_path / "none"), "--quiet"]) == 2
     assert "holds no run to resume" in capsys.readouterr().err
+
+
+def test_training_that_ends_while_dev_improves_says_so():
+    from pathlib import Path
+
+    from superb.benchmark.runner import Runner
+    from superb.downstream.tasks import get_task
+
+    def runner(task):
+        r = Runner.__new__(Runner)
+        r.task, r.config, r.output_dir = get_task(task)({}), {"runner": {"total_steps": 10}}, Path("out")
+        return r
+
+    ks = runner("ks")
+    rising = {"history": [{"step": 5, "accuracy": 40.0}, {"step": 10, "accuracy": 50.0}], "best_step": 10}
+    msg = ks.still_improving(rising)
+    assert msg.startswith("dev accuracy was still improving when training ended (40.00 at step 5 -> 50.00 at step 10")
+    assert "runner.total_steps=10" in msg and "superb resume out --max-steps N" in msg
+    assert ks.still_improving({**rising, "best_step": 5}) is None  # the best is earlier
+    assert ks.still_improving({"history": rising["history"][:1], "best_step": 5}) is None  # one evaluation
+    flat = {"history": [{"step": 5, "accuracy": 50.0}, {"step": 10, "accuracy": 50.0}], "best_step": 10}
+    assert ks.still_improving(flat) is None
+    asr = runner("asr")  # lower is better
+    assert asr.still_improving({"history": [{"step": 5, "wer": 60.0}, {"step": 10, "wer": 50.0}], "best_step": 10})
+    assert asr.still_improving({"history": [{"step": 5, "wer": 50.0}, {"step": 10, "wer": 60.0}], "best_step": 10}) is None
