@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-from .config import merge_config, resolve_config
+from .config import merge_config, nest, resolve_config
 
 UpstreamArg = Union[str, Path, Any]
 
@@ -79,23 +79,6 @@ class Results:
         return f"Results({self.data['task']} / {self.data['upstream']['name']}: test {shown}; {self.output_dir})"
 
 
-def _nested(overrides: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """``{"a.b": 1, "c": {"d": 2}}`` -> ``{"a": {"b": 1}, "c": {"d": 2}}``."""
-    out: Dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        node = out
-        parts = str(key).split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"overrides: {key!r} conflicts with another override of {part!r}")
-        if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
-            node[parts[-1]].update(_nested(value))
-        else:
-            node[parts[-1]] = _nested(value) if isinstance(value, Mapping) else value
-    return out
-
-
 def run_config(upstream: UpstreamArg, task: str, *, data=None, ckpt=None, random_init: bool = False,
                options: Optional[Mapping[str, Any]] = None, feature=None, config_file=None,
                sets: Sequence[str] = (), overrides: Optional[Mapping[str, Any]] = None,
@@ -111,7 +94,7 @@ def run_config(upstream: UpstreamArg, task: str, *, data=None, ckpt=None, random
     task = get_task(task).name  # case-insensitive, did-you-mean on typos
     cfg = resolve_config(task, data is None, config_file, list(sets), max_steps)
     if overrides:
-        merge_config(cfg, _nested(overrides), "overrides")
+        merge_config(cfg, nest(_flat(overrides).items(), "overrides"), "overrides")
     if isinstance(upstream, (str, Path)):
         name = get_spec(str(upstream)).name
     else:

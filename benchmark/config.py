@@ -61,22 +61,29 @@ def parse_scalar(raw: str, source: str | None = None) -> Any:
     return value
 
 
+def nest(pairs: Iterable[tuple], where: str = "--set") -> Dict[str, Any]:
+    """``[("runner.lr", 1e-3), ...]`` -> ``{"runner": {"lr": 1e-3}}``."""
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        node = out
+        parts = str(key).strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where} {key!r} conflicts with another {where} of {part!r}")
+        node[parts[-1]] = value
+    return out
+
+
 def parse_set(items: Iterable[str]) -> Dict[str, Any]:
     """``["runner.lr=1e-3", ...]`` -> nested dict, values parsed as YAML scalars."""
-    out: Dict[str, Any] = {}
+    pairs = []
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        value = parse_scalar(raw, f"--set {item!r}")
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r} conflicts with another --set of {part!r}")
-        node[parts[-1]] = value
-    return out
+        pairs.append((key, parse_scalar(raw, f"--set {item!r}")))
+    return nest(pairs)
 
 
 def resolve_config(task: str, use_mini: bool, config_file: str | None = None, sets: List[str] = (),

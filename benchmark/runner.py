@@ -326,20 +326,8 @@ class Runner:
         config = read_run_config(cfg_path)
         if sets:
             apply_decode_sets(config, sets, cfg_path)
-        name = str(config["upstream"].get("name"))
-        if name.startswith(IN_MEMORY_PREFIX) or upstream_model is not None:
-            given = in_memory_name(upstream_model) if upstream_model is not None else None
-            if given != name:
-                raise RunDirectoryError(
-                    f"{cfg_path} names the in-memory upstream {name!r}: pass that module again "
-                    f"(superb.evaluate(run_dir, upstream=module))" + (f"; got {given!r}" if given else ""))
-        elif upstream is not None and canonical_name(upstream) != canonical_name(name):
-            raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {run_dir} ({name!r})")
-        if is_custom_name(name) and upstream is None and not trust_run_dir:
-            raise RunDirectoryError(
-                f"{cfg_path} names the custom upstream {name!r}; a run folder is data, so superb does not "
-                f"import code it names. Pass --upstream {name!r} to run that code, or --trust-run-dir"
-            )
+        check_run_upstream(config, cfg_path, upstream, trust_run_dir, upstream_model,
+                           "superb.evaluate(run_dir, upstream=module)")
         if device:
             config["device"] = device
         runner = cls.__new__(cls)
@@ -891,6 +879,28 @@ def state_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def check_run_upstream(config: Dict[str, Any], cfg_path: Path, upstream: Optional[str], trust_run_dir: bool,
+                       upstream_model: Optional[torch.nn.Module], how_again: str) -> None:
+    """A run folder is data: the upstream its ``config.json`` names is rebuilt only when that is
+    safe. A custom upstream (``file.py:Class``, ``module:Class``) runs only when ``upstream``
+    names it again or ``trust_run_dir`` is set; an in-memory one needs its module
+    (``upstream_model``; ``how_again`` says how to pass it); ``upstream`` must be the run's own."""
+    name = str(config["upstream"].get("name"))
+    if name.startswith(IN_MEMORY_PREFIX) or upstream_model is not None:
+        given = in_memory_name(upstream_model) if upstream_model is not None else None
+        if given != name:
+            raise RunDirectoryError(f"{cfg_path} names the in-memory upstream {name!r}: pass that module again "
+                                    f"({how_again})" + (f"; got {given!r}" if given else ""))
+        return
+    if upstream is not None and canonical_name(upstream) != canonical_name(name):
+        raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {cfg_path.parent} "
+                                f"({name!r})")
+    if is_custom_name(name) and upstream is None and not trust_run_dir:
+        raise RunDirectoryError(
+            f"{cfg_path} names the custom upstream {name!r}; a run folder is data, so superb does not "
+            f"import code it names. Pass --upstream {name!r} to run that code, or --trust-run-dir")
+
+
 def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = None,
                total_steps: Optional[int] = None, progress: bool = True, upstream: Optional[str] = None,
                trust_run_dir: bool = False, upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
@@ -909,17 +919,8 @@ def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = N
         config["task"]["fold"] = "all"
     else:
         raise RunDirectoryError(f"{run_dir} holds no run to resume (no config.json, no fold*/config.json)")
-    name = str(config["upstream"].get("name"))
-    if name.startswith(IN_MEMORY_PREFIX):
-        if upstream_model is None or in_memory_name(upstream_model) != name:
-            raise RunDirectoryError(f"{cfg_path} names the in-memory upstream {name!r}: pass that module again "
-                                    "(superb.run(module, ..., output=run_dir, resume=True))")
-    elif upstream is not None and canonical_name(upstream) != canonical_name(name):
-        raise RunDirectoryError(f"--upstream {upstream!r} is not the upstream of the run in {run_dir} ({name!r})")
-    elif is_custom_name(name) and upstream is None and not trust_run_dir:
-        raise RunDirectoryError(
-            f"{cfg_path} names the custom upstream {name!r}; a run folder is data, so superb does not import code "
-            f"it names. Pass --upstream {name!r} to run that code, or --trust-run-dir")
+    check_run_upstream(config, cfg_path, upstream, trust_run_dir, upstream_model,
+                       "superb.run(module, ..., output=run_dir, resume=True)")
     if device is not None:
         config["device"] = device
     if threads is not None:

@@ -135,6 +135,22 @@ def _flashlight():
     return fl_decoder, create_word_dict, KenLM
 
 
+def check_lm_files(lm_path, lexicon=None) -> Tuple[Path, Optional[Path]]:
+    """The LM (required) and lexicon (optional) paths, each an existing file; errors name the key."""
+    if lm_path is None:
+        raise ValueError("task.decoder: kenlm needs task.kenlm.lm_path (a KenLM ARPA or binary file; "
+                         "SUPERB used LibriSpeech's official 4-gram.arpa)")
+    lm_path = Path(lm_path)
+    if not lm_path.is_file():
+        raise FileNotFoundError(f"KenLM language model not found: {lm_path} (task.kenlm.lm_path; "
+                                "superb never downloads it: SUPERB uses LibriSpeech's official 4-gram.arpa)")
+    if lexicon is not None:
+        lexicon = Path(lexicon)
+        if not lexicon.is_file():
+            raise FileNotFoundError(f"lexicon not found: {lexicon} (task.kenlm.lexicon; superb never downloads it)")
+    return lm_path, lexicon
+
+
 class KenLMDecoder:
     """Lexicon-constrained CTC beam search with a KenLM n-gram (flashlight's ``LexiconDecoder``).
 
@@ -153,17 +169,9 @@ class KenLMDecoder:
         if boundary not in self.tokens:
             raise ValueError(f"word boundary token {boundary!r} is not among the tokens")
         self.blank, self.boundary = int(blank), self.tokens.index(boundary)
-        lm_path = Path(lm_path) if lm_path is not None else None
-        if lm_path is None:
-            raise ValueError("task.decoder: kenlm needs task.kenlm.lm_path (a KenLM ARPA or binary file)")
-        if not lm_path.is_file():
-            raise FileNotFoundError(f"KenLM language model not found: {lm_path} (task.kenlm.lm_path; "
-                                    "superb never downloads it: SUPERB uses LibriSpeech's official 4-gram.arpa)")
+        lm_path, lexicon = check_lm_files(lm_path, lexicon)
         self.lm_path = lm_path
         if lexicon is not None:
-            lexicon = Path(lexicon)
-            if not lexicon.is_file():
-                raise FileNotFoundError(f"lexicon not found: {lexicon} (task.kenlm.lexicon)")
             words = read_lexicon(lexicon, self.tokens, boundary)
             skipped = 0
         else:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import audio_files, segment_for
-from ..decoders import KenLMDecoder
+from ..decoders import KenLMDecoder, check_lm_files
 from ..fileio import read_lines
 from .base import METRIC_UNITS, Example, Task, write_lines
 
@@ -201,14 +201,7 @@ class SpeechRecognition(Task):
         self.data_notes = {}
         if self.decoder_name == "kenlm":
             opts = self.kenlm_options()
-            if opts["lm_path"] is None:
-                raise ValueError("task.decoder: kenlm needs task.kenlm.lm_path (a KenLM ARPA or binary file; "
-                                 "SUPERB used LibriSpeech's official 4-gram.arpa)")
-            for key in ("lm_path", "lexicon"):
-                if opts[key] is not None and not Path(opts[key]).is_file():
-                    what = "KenLM language model" if key == "lm_path" else "lexicon"
-                    raise FileNotFoundError(f"{what} not found: {opts[key]} (task.kenlm.{key}; superb never "
-                                            "downloads it)")
+            check_lm_files(opts["lm_path"], opts["lexicon"])  # before training: a missing file fails now
             self.metrics = {**type(self).metrics, **LM_METRICS}
 
     def kenlm_options(self) -> Dict[str, Any]:
