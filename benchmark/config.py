@@ -92,7 +92,7 @@ def resolve_config(task: str, use_mini: bool, config_file: str | None = None, se
     mini = recipe.pop("mini", {}) or {}
     cfg = copy.deepcopy(recipe)
     if use_mini:
-        _merge(cfg, mini, f"recipes/{task}.yaml mini section")
+        _merge(cfg, mini, f"the {task} recipe's mini section")
     if config_file:
         path = Path(config_file)
         if not path.is_file():

@@ -40,18 +40,25 @@ reimplemented from that reading (no code copied):
 
 So unlike SUPERB_s, a missing task never removes the rank score; it only contributes 0.
 
-Units. ``results.json`` metrics are in the units the task module reports: percent for accuracy,
-error rates and F1, and MTWV x 100 for QbE (``downstream/tasks/qbe.py`` reports it in the
-leaderboard's display unit). The leaderboard displays STOI x 100; ``LeaderboardMetric.scale``
-converts explicitly (results.json value x scale = displayed value, assumed a 0..1 fraction for
-STOI until an SE task module exists), and ``valid`` names the range a displayed value must lie
-in, so a unit mistake fails loudly instead of producing a wrong score.
+Where the facts live. Each task module declares its columns, reference points and board position
+(``leaderboard = Board(...)`` of :mod:`superb.downstream.tasks.declaration`); :data:`TASKS` is
+built from those declarations. This module holds what belongs to the board as a whole: the views,
+the published rows and scores, and the SUPERB_s / SUPERB_r formulas.
+
+Units. ``results.json`` metrics are in the units the task module reports (each task declares
+them): percent for accuracy, error rates and F1, MTWV x 100 for QbE, a 0..1 fraction for STOI. The
+leaderboard displays STOI x 100; a column's ``scale`` converts explicitly (results.json value x
+scale = displayed value), and ``valid`` names the range a displayed value must lie in, so a unit
+mistake fails loudly instead of producing a wrong score.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+from superb.downstream.tasks import describe_tasks
+from superb.downstream.tasks.declaration import Column as LeaderboardMetric
 
 SOURCE_SCORE = ("superbbenchmark.org website code (superbbenchmark/website-react: frontend/src/overall_metrics.js, "
                 "frontend/src/Data.js), via shared/superb-reference.md section 6")
@@ -61,27 +68,9 @@ SOURCE_ROWS = "SUPERB paper arXiv 2105.01051 weighted-sum rows as stored by the 
 
 
 @dataclass(frozen=True)
-class LeaderboardMetric:
-    """One leaderboard metric and how to read it from ``results.json``."""
-
-    name: str                      # the leaderboard's column name
-    result_keys: Tuple[str, ...]   # accepted metric names in results.json (first is canonical)
-    fbank: float                   # reference point: FBANK, in displayed units
-    sota: float                    # reference point: SOTA, in displayed units
-    unit: str = "%"
-    scale: float = 1.0             # results.json value * scale = displayed value
-    valid: Tuple[float, float] = (0.0, 100.0)  # plausible displayed range (a unit-mistake guard)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.sota > self.fbank
-
-    def points(self, displayed: float) -> float:
-        return 1000.0 * (displayed - self.fbank) / (self.sota - self.fbank)
-
-
-@dataclass(frozen=True)
 class LeaderboardTask:
+    """A task's place on the board, derived from its declaration (``Task.leaderboard``)."""
+
     id: str
     title: str
     metrics: Tuple[LeaderboardMetric, ...]
@@ -89,51 +78,34 @@ class LeaderboardTask:
     splits: Tuple[str, ...] = ("test",)
     #: cross-validation folds the leaderboard requires (ER: all 5)
     folds: int = 0
+    position: int = 0
 
     @property
     def short(self) -> str:
-        return SHORT_NAMES.get(self.id, self.id.upper())
-
-
-#: how the leaderboard writes task ids
-SHORT_NAMES = {"qbe": "QbE"}
+        return short_name(self.id)
 
 
 def short_name(task: str) -> str:
-    return SHORT_NAMES.get(task, task.upper())
+    """How the leaderboard writes a task id (QbE; every other id upper-cased)."""
+    return "QbE" if task == "qbe" else task.upper()
 
 
-def _m(name, keys, fbank, sota, **kw) -> LeaderboardMetric:
-    return LeaderboardMetric(name, tuple(keys), float(fbank), float(sota), **kw)
+def _board_tasks() -> Dict[str, LeaderboardTask]:
+    """Every task that declares a leaderboard place, in the board's column order. The columns and
+    their reference points are the task modules' own (``leaderboard = Board(...)``, read from source
+    without importing torch); the points are those of superb-reference.md section 6."""
+    rows = []
+    for info in describe_tasks():
+        if info.leaderboard is not None:
+            board = info.leaderboard
+            rows.append(LeaderboardTask(info.name, board.title, tuple(board.columns), tuple(board.splits),
+                                        len(info.folds), board.position))
+    rows.sort(key=lambda t: (t.position, t.id))
+    return {t.id: t for t in rows}
 
 
-INF = math.inf
-
-#: task id -> leaderboard definition. Reference points: superb-reference.md section 6.
-TASKS: Dict[str, LeaderboardTask] = {t.id: t for t in (
-    LeaderboardTask("pr", "Phoneme recognition", (_m("PER", ["per"], 82.01, 3.53, valid=(0, INF)),)),
-    LeaderboardTask("ks", "Keyword spotting", (_m("Acc", ["accuracy", "acc"], 41.3826674, 96.66),)),
-    LeaderboardTask("ic", "Intent classification", (_m("Acc", ["accuracy", "acc"], 9.649354219, 98.76),)),
-    LeaderboardTask("sid", "Speaker identification", (_m("Acc", ["accuracy", "acc"], 20.058174, 90.3),)),
-    LeaderboardTask("er", "Emotion recognition", (_m("Acc", ["accuracy", "acc"], 48.23672168, 67.62),), folds=5),
-    LeaderboardTask("asr", "Speech recognition (no LM)", (_m("WER", ["wer"], 23.18, 3.62, valid=(0, INF)),)),
-    # the QbE task module reports MTWV x 100 already (downstream/tasks/qbe.py): scale 1
-    LeaderboardTask("qbe", "Query by example", (_m("MTWV", ["mtwv"], 0.58, 7.36, unit="x100",
-                                                   valid=(-INF, 100.0)),), splits=("test", "eval")),
-    LeaderboardTask("sf", "Slot filling", (
-        _m("F1", ["slot_type_f1"], 69.64, 89.81),
-        _m("CER", ["slot_value_cer"], 52.94, 21.76, valid=(0, INF)),
-    )),
-    LeaderboardTask("asv", "Speaker verification", (_m("EER", ["eer"], 9.56, 5.11),)),
-    LeaderboardTask("sd", "Speaker diarization", (_m("DER", ["der"], 10.05, 5.62, valid=(0, INF)),)),
-    LeaderboardTask("st", "Speech translation", (_m("BLEU", ["bleu", "sacrebleu"], 2.32, 20.01),)),
-    LeaderboardTask("se", "Speech enhancement", (
-        _m("PESQ", ["pesq"], 2.55, 2.64, unit="", valid=(-0.5, 4.64)),
-        _m("STOI", ["stoi"], 93.6, 94.2, unit="x100", scale=100.0),
-    )),
-    LeaderboardTask("ss", "Source separation", (_m("SI-SDRi", ["si_sdri", "sisdri", "si_snri"], 9.2341, 10.4514,
-                                                   unit="dB", valid=(-INF, INF)),)),
-)}
+#: task id -> leaderboard definition, in display order
+TASKS: Dict[str, LeaderboardTask] = _board_tasks()
 
 #: the leaderboard's two views (superb-reference.md section 6)
 VIEWS: Dict[str, Tuple[str, ...]] = {
@@ -141,8 +113,8 @@ VIEWS: Dict[str, Tuple[str, ...]] = {
     "public": ("pr", "sid", "qbe", "asr", "asv", "er", "sd", "st", "se", "ss"),
 }
 
-#: display order of task columns
-TASK_ORDER: Tuple[str, ...] = ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd", "qbe", "sf", "st", "se", "ss")
+#: display order of task columns (the tasks' declared ``Board.position``)
+TASK_ORDER: Tuple[str, ...] = tuple(TASKS)
 
 #: Published rows exactly as superb-reference.md section 7 lists them (QbE's MTWV there is a
 #: fraction), keyed "<task>.<leaderboard metric name>"; PUBLISHED_ROWS below holds them in display

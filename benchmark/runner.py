@@ -64,7 +64,7 @@ from superb.downstream import fileio
 from superb.downstream.audio import SAMPLE_RATE, load_audio
 from superb.downstream.featurizer import Featurizer
 from superb.downstream.sampler import DurationBatchSampler
-from superb.downstream.tasks import Example, Task, get_task
+from superb.downstream.tasks import Example, Task, TaskContext, get_task
 from superb.upstream import build_upstream
 from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
 from superb.upstream.custom import canonical_name, code_provenance, is_custom_name
@@ -343,7 +343,8 @@ class Runner:
         return runner
 
     def _build(self, config: Dict[str, Any]) -> None:
-        validate_config(config, trainable=get_task(config["task"]["name"]).trainable)
+        task_cls = get_task(config["task"]["name"])
+        validate_config(config, trainable=task_cls.trainable)
         self.config = config
         self.device = pick_device(config.get("device", "auto"))
         self.threads = set_threads(config.get("threads"))
@@ -351,17 +352,24 @@ class Runner:
         self.precision, self.amp, self.amp_dtype = autocast_settings(self.device.type, config["runner"].get("precision"))
         self.seed = int(config["runner"]["seed"])
         seed_everything(self.seed)
-        self.task: Task = get_task(config["task"]["name"])(config["task"])
         self.upstream = self._build_upstream()
         self.layer_ids = select_layers(config["upstream"].get("feature"), len(self.upstream.hidden_sizes))
         #: feature sizes of the hidden states that reach the featurizer (after upstream.feature)
         self.hidden_sizes = [self.upstream.hidden_sizes[i] for i in self.layer_ids]
+        # everything the task may know of this run (the seam between runner and task)
+        context = TaskContext(downsample_rate=int(self.upstream.downsample_rate), hidden_sizes=tuple(self.hidden_sizes),
+                              output_dir=self.output_dir, upstream_states=self.upstream_states,
+                              eval_max_seconds=float(config["batch"]["eval_max_seconds"]),
+                              layer=config["featurizer"].get("layer"))
+        self.task: Task = task_cls(config["task"], context)
         self.data_dir = self._data_dir()
-        self.task.downsample_rate = self.upstream.downsample_rate
         self.splits = self.task.prepare(self.data_dir)
-        self.featurizer = Featurizer(self.hidden_sizes, config["featurizer"]["layer"],
-                                     config["featurizer"]["layer_norm"]).to(self.device)
-        self.head = self.task.build_head(self.featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
+        self.featurizer: Optional[Featurizer] = None
+        self.head: Optional[torch.nn.Module] = None
+        if task_cls.trainable:  # QbE trains nothing: no featurizer, no head
+            self.featurizer = Featurizer(self.hidden_sizes, config["featurizer"]["layer"],
+                                         config["featurizer"]["layer_norm"]).to(self.device)
+            self.head = self.task.build_head(self.featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
 
     def load_best(self) -> Dict[str, Any]:
         best = load_run_checkpoint(self.output_dir / "checkpoints" / "best.pt")
@@ -709,7 +717,7 @@ class Runner:
             print("\n".join("superb: " + line for line in self.describe()), file=sys.stderr, flush=True)
         if not self.task.trainable:
             start = time.time()
-            out = self.task.run_untrained(self)
+            out = self.task.run_untrained(self.splits)
             state = {"step": 0, "best_step": None, "history": [], "elapsed": time.time() - start}
             results = self.results(out.pop("metrics"), state, out.pop("predictions"))
             results["layer_weights"] = out.pop("layer_weights")
@@ -748,6 +756,7 @@ class Runner:
 
     def results(self, metrics, state, prediction_files) -> Dict[str, Any]:
         up = self.config["upstream"]
+        reported = {k for split in metrics.values() for k in split} | {self.task.primary_metric}
         ckpt = up.get("ckpt")
         n_params = sum(p.numel() for p in self.upstream.parameters())
         extra: Dict[str, Any] = {"parameters": n_params, **code_provenance(up["name"])}
@@ -776,12 +785,12 @@ class Runner:
             },
             "metrics": metrics,
             "primary_metric": self.task.primary_metric,
-            "higher_is_better": self.task.metrics,
-            "metric_units": self.task.metric_units({k for split in metrics.values() for k in split}),
+            "higher_is_better": {m: d for m, d in self.task.higher_is_better().items() if m in reported},
+            "metric_units": self.task.metric_units(reported),
             "best_step": state["best_step"],
             "steps": state["step"],
             "dev_history": state["history"],
-            "layer_weights": self.featurizer.layer_weights(),
+            "layer_weights": self.featurizer.layer_weights() if self.featurizer is not None else None,
             "data": {"dir": str(self.data_dir), **self.data_source(),
                      "num_examples": {k: len(v) for k, v in self.splits.items()},
                      **({"notes": self.task.data_notes} if self.task.data_notes else {})},

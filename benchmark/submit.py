@@ -67,6 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from superb.downstream.tasks import describe_tasks
+
 from .export import Collection, RunResult, TaskEntry, UpstreamResults, collect, describe_mini
 
 LEADERBOARD_SUBMISSION_SOURCE = "s3prl v0.4.18 submit/submit.py (superb-reference.md section 8)"
@@ -86,26 +88,23 @@ class SubmitTarget:
     server_metrics: Tuple[str, ...] = ()   # metrics.txt lines the server reads (SE, SS), in order
 
 
-#: task id -> where its predictions go in the zip (the public set's layout)
-LAYOUT: Dict[str, SubmitTarget] = {
-    "pr": SubmitTarget("pr_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),
-    "asr": SubmitTarget("asr_public", "predict.ark", "utt_text", ("predict.ark", "test-clean-noLM-hyp.ark", "hyp.ark")),
-    "ks": SubmitTarget("ks_public", "predict.txt", "ks_label", ("predict.txt", "test_predict.txt")),
-    "sid": SubmitTarget("sid_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),
-    "ic": SubmitTarget("ic_public", "predict.csv", "ic_csv", ("predict.csv", "test_predict.csv")),
-    "er": SubmitTarget("er_fold{fold}_public", "predict.txt", "utt_label", ("predict.txt",), folds=5),
-    "qbe": SubmitTarget("qbe_public", "benchmark.stdlist.xml", "stdlist_xml", ("benchmark.stdlist.xml",)),
-    "sf": SubmitTarget("sf_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),
-    "asv": SubmitTarget("sv_public", "predict.txt", "pair_score", ("predict.txt", "test_predict.txt", "scores.txt")),
-    "sd": SubmitTarget("sd_public", None, "sd_dir", ()),
-    "se": SubmitTarget("se_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt"),
-                       server_metrics=("pesq", "stoi")),
-    "ss": SubmitTarget("ss_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt"),
-                       server_metrics=("si_sdri",)),
-    "st": SubmitTarget("st_public", "predict.tsv", "hyp_ref_tsv", ("predict.tsv", "output-st-test.tsv")),
-}
-#: ASR decoded with the KenLM n-gram (``task.decoder: kenlm``): the server's ASR+LM column
-ASR_LM = SubmitTarget("asr_lm_public", "predict.ark", "utt_text", ("predict_lm.ark", "test-clean-LM-hyp.ark"))
+def _layout() -> Tuple[Dict[str, SubmitTarget], Dict[str, Tuple[SubmitTarget, ...]]]:
+    """Each task's submission files as its module declares them (``submission = (Submission(...),
+    ...)``): the main one, and the others (ASR's LM-decoded output)."""
+    main: Dict[str, SubmitTarget] = {}
+    extra: Dict[str, Tuple[SubmitTarget, ...]] = {}
+    for info in sorted(describe_tasks(), key=lambda i: (i.leaderboard.position if i.leaderboard else 99, i.name)):
+        targets = [SubmitTarget(d.folder, d.file or None, d.fmt, tuple(d.sources),
+                                len(info.folds) if "{fold}" in d.folder else 0, tuple(d.server_metrics))
+                   for d in info.submission]
+        if targets:
+            main[info.name], extra[info.name] = targets[0], tuple(targets[1:])
+    return main, extra
+
+
+#: task id -> where its predictions go in the zip (the public set's layout); EXTRA: further files a
+#: task fills when its run wrote them (ASR decoded with the KenLM n-gram: the server's ASR+LM column)
+LAYOUT, EXTRA = _layout()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,16 +422,14 @@ def plan_task(task: str, entry: TaskEntry, upstream: UpstreamResults, sd_h5: boo
             raise SubmitError(f"{task}: {where} has neither a metrics.txt prediction file nor test metrics")
         out[dest] = server_metric_lines(task, values, target.server_metrics, origin)
         return out
-    if task == "asr":
-        lm = [f for f in entry.predictions if f.name in ASR_LM.sources]
-        rest = [f for f in entry.predictions if f.name not in ASR_LM.sources]
-        if lm:
-            src = _exists(task, _pick(task, ASR_LM, lm, where), entry)
-            out[f"predict/{ASR_LM.folder}/{ASR_LM.file}"] = FORMATS[ASR_LM.fmt](src)
-        src = _exists(task, _pick(task, target, rest, where), entry)
-        out[dest] = FORMATS[target.fmt](src)
-        return out
-    src = _exists(task, _pick(task, target, entry.predictions, where), entry)
+    rest = list(entry.predictions)
+    for other in EXTRA.get(task, ()):
+        mine = [f for f in rest if f.name in other.sources]
+        rest = [f for f in rest if f.name not in other.sources]
+        if mine:
+            src = _exists(task, _pick(task, other, mine, where), entry)
+            out[f"predict/{other.folder}/{other.file}"] = FORMATS[other.fmt](src)
+    src = _exists(task, _pick(task, target, rest, where), entry)
     out[dest] = FORMATS[target.fmt](src)
     return out
 
@@ -589,5 +586,5 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_submit)
 
 
-__all__ = ["LAYOUT", "Plan", "SubmitError", "SubmitTarget", "mini_refusal", "plan_submission", "plan_task",
+__all__ = ["EXTRA", "LAYOUT", "Plan", "SubmitError", "SubmitTarget", "mini_refusal", "plan_submission", "plan_task",
            "select_upstream", "upstream_runs", "write_zip"]

@@ -1,7 +1,7 @@
 """Per-task protocol configs (YAML), installed with the package.
 
 ``load_recipe("ks")`` returns the recipe of a task as a dict. Recipes are found through the
-package, never relative to the working directory.
+package (or, for a plug-in task, next to its module), never relative to the working directory.
 
 YAML here and in user config files (:mod:`superb.benchmark.config`) is read with
 :func:`parse_yaml`: safe loading, a mapping that repeats a key is an error (plain YAML keeps the
@@ -66,8 +66,13 @@ def available_recipes() -> List[str]:
 
 
 def load_recipe(task: str) -> Dict[str, Any]:
-    path = resources.files(__name__) / f"{task}.yaml"
+    """The recipe of ``task`` as a dict: the file its task class declares (``Task.recipe``; by
+    default ``<name>.yaml`` in this package, or a ``.yaml`` next to a plug-in task's module)."""
+    from superb.downstream.tasks import recipe_file
+
+    path = recipe_file(task)
     if not path.is_file():
-        raise FileNotFoundError(f"no recipe for task {task!r}; available: {', '.join(available_recipes())}")
+        raise FileNotFoundError(f"no recipe for task {task!r} ({path}); built-in recipes: "
+                                f"{', '.join(available_recipes())}")
     text = read_text(path) if isinstance(path, Path) else path.read_text(encoding="utf-8")
     return parse_yaml(text, str(path))

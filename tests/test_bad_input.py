@@ -6,9 +6,9 @@ import soundfile as sf
 from superb.benchmark.cli import main
 from superb.benchmark.config import ConfigError, resolve_config
 from superb.downstream.audio import AudioError, AudioSegment, load_audio, segment_for
+from superb.downstream.corpora.speech_commands import speech_commands_manifest
 from superb.downstream.tasks import UnknownTaskError, get_task
 from superb.downstream.tasks.asr import librispeech_manifest
-from superb.downstream.tasks.ks import speech_commands_manifest
 from superb.upstream import MissingWeightsError, UnknownUpstreamError, build_upstream
 
 

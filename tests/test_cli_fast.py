@@ -13,7 +13,7 @@ import pytest
 from superb.benchmark import cli
 from superb.benchmark import leaderboard as lb
 from superb.downstream import tasks as task_pkg
-from superb.downstream.tasks import describe_tasks, is_internal_metric, list_tasks
+from superb.downstream.tasks import describe_tasks, list_tasks
 
 HEAVY = ("torch", "torchaudio", "numpy", "scipy", "sklearn", "librosa")
 
@@ -123,19 +123,27 @@ def test_task_descriptions_read_from_source_equal_the_classes():
 
 def test_task_reader_falls_back_when_the_source_does_not_tell(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))  # fake_tasks is read, never imported
-    fields = dict(name="x", title="X", category="c", dataset="d", metrics={"acc": True}, primary_metric="acc")
-    body = "".join(f"    {k} = {v!r}\n" for k, v in fields.items())
+    fields = dict(name="x", title="X", category="c", dataset="d", primary_metric="acc")
+    body = "".join(f"    {k} = {v!r}\n" for k, v in fields.items()) + "    metrics = {'acc': Metric(HIGHER, PERCENT)}\n"
     (tmp_path / "fake_tasks.py").write_text(
+        "from superb.downstream.tasks.base import Task\n"
+        "from superb.downstream.tasks.declaration import HIGHER, PERCENT, Metric\n"
         "DIR = 'corpus'\n"
-        f"class Full:\n{body}    data_help = f'folder holding {{DIR}}/'\n"
+        f"class Full(Task):\n{body}    data_help = f'folder holding {{DIR}}/'\n"
         f"class Inherited(Full):\n    name = 'y'\n"
-        f"class Computed:\n{body}    data_help = DIR.upper()\n"
-        f"class Shadowed:\n{body}    DIR = 'other'\n    data_help = f'{{DIR}}/'\n")
+        f"class Computed(Task):\n{body}    data_help = DIR.upper()\n"
+        f"class Shadowed(Task):\n{body}    DIR = 'other'\n    data_help = f'{{DIR}}/'\n"
+        f"class Unknown(object):\n{body}    data_help = ''\n"
+        f"class OtherCall(Task):\n{body.replace('Metric(', 'dict(')}    data_help = ''\n")
     full = task_pkg._static_info("fake_tasks", "Full")
-    assert full is not None and full.data_help == "folder holding corpus/" and full.metrics == {"acc": True}
-    assert task_pkg._static_info("fake_tasks", "Inherited") is None
+    assert full is not None and full.data_help == "folder holding corpus/"
+    assert full.metrics == {"acc": task_pkg.Metric(True, "percent")} and full.trainable and full.folds == ()
+    inherited = task_pkg._static_info("fake_tasks", "Inherited")  # followed to the base class
+    assert inherited.name == "y" and inherited.data_help == full.data_help
     assert task_pkg._static_info("fake_tasks", "Computed") is None
     assert task_pkg._static_info("fake_tasks", "Shadowed").data_help == "other/"
+    assert task_pkg._static_info("fake_tasks", "Unknown") is None  # a base the reader cannot follow
+    assert task_pkg._static_info("fake_tasks", "OtherCall") is None  # only declaration classes are called
 
 
 def _rows(out: str, header: str):
@@ -162,13 +170,13 @@ def test_list_tasks_is_aligned_and_shows_no_internal_metrics(capsys):
         data = line.index(t.dataset, met + len(metric_text))
         columns.add((cat, met, data))
         shown = [m for m, _ in t.shown_metrics()]
-        arrow = "↑" if t.metrics[t.primary_metric] else "↓"
+        arrow = "↑" if t.metrics[t.primary_metric].higher_is_better else "↓"
         assert shown[0] == t.primary_metric and metric_text.split(", ")[0] == f"{t.primary_metric} {arrow}"
-        for m in t.metrics:
-            assert (m in shown) != is_internal_metric(m), (t.name, m)
+        for m, d in t.metrics.items():
+            assert (m in shown) != d.internal, (t.name, m)
         if t.name in lb.TASKS:  # every leaderboard column of the task is shown, none is internal
             for metric in lb.TASKS[t.name].metrics:
-                assert metric.result_keys[0] in shown and not is_internal_metric(metric.result_keys[0])
+                assert metric.result_keys[0] in shown and not t.metrics[metric.result_keys[0]].internal
     assert len(columns) == 1, columns  # one start column each for category, metrics, dataset
     assert {len(c) - len(c.lstrip()) for c in continued} == {next(iter(columns))[0]}
     text = "\n".join(entries)
@@ -195,6 +203,9 @@ def test_list_upstreams_is_aligned(capsys):
 
 @pytest.mark.parametrize("name", ["wer_constant", "cer_constant", "bleu_constant", "pesq_failed", "pesq_input",
                                   "si_sdr_input", "mcd_source"])
-def test_internal_metric_names(name):
-    assert is_internal_metric(name)
-    assert not any(is_internal_metric(m) for m in ("accuracy", "balanced_accuracy", "accept", "wer", "si_sdri"))
+def test_internal_metrics_are_declared_internal(name):
+    declared = [d for t in describe_tasks() for m, d in t.metrics.items() if m == name]
+    assert declared and all(d.internal for d in declared)
+    for t in describe_tasks():
+        for m in ("accuracy", "balanced_accuracy", "accept", "wer", "si_sdri"):
+            assert m not in t.metrics or not t.metrics[m].internal

@@ -131,7 +131,7 @@ def test_entry_points_register_plugins_and_report_broken_ones(tmp_path, monkeypa
     registry._load_builtins()
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
-    monkeypatch.setattr(custom, "ENTRY_POINT_ERRORS", {})
+    monkeypatch.setattr(registry, "ENTRY_POINT_ERRORS", {})
     (tmp_path / "superb_demo_plugin.py").write_text(EXAMPLE.read_text() + textwrap.dedent("""
         from superb.upstream import UpstreamSpec
 
@@ -147,7 +147,7 @@ def test_entry_points_register_plugins_and_report_broken_ones(tmp_path, monkeypa
         "demo_broken = superb_demo_plugin:DoesNotExist\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.warns(RuntimeWarning, match=r"skipping entry point 'demo_broken'"):
-        added = custom.load_entry_points(force=True)
+        added = registry.load_entry_points(force=True)
     assert sorted(added) == ["demo_class", "demo_spec"]
     assert build_upstream("demo-class", dim=5).hidden_sizes == [5, 5, 5]
     assert build_upstream("demo_spec").hidden_sizes == [2, 2, 2]

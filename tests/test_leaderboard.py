@@ -78,9 +78,12 @@ def test_task_modules_report_the_leaderboard_metrics():
         for m in lb.TASKS[task].metrics:
             key = next((k for k in m.result_keys if k in cls.metrics), None)
             assert key is not None, f"{task}: none of {m.result_keys} in {cls.metrics}"
-            assert cls.metrics[key] == m.higher_is_better, (task, key)
+            assert cls.metrics[key].higher_is_better == m.higher_is_better, (task, key)
+            assert not cls.metrics[key].internal, (task, key)
         checked += 1
-    assert checked >= 2
+    assert checked == 13  # every SUPERB / SUPERB-SG leaderboard task declares its columns
+    assert lb.TASK_ORDER == ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd", "qbe", "sf", "st", "se", "ss")
+    assert lb.TASKS["er"].folds == 5 and lb.TASKS["qbe"].splits == ("test", "eval")
 
 
 def test_export_reproduces_the_published_scores_from_results_files(tmp_path, capsys):

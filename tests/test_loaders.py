@@ -1,6 +1,6 @@
 """The KS and ASR loaders parse their real layouts (fixtures written in those layouts)."""
 from superb.downstream.tasks.asr import SpeechRecognition, decode_ids, encode_transcript, librispeech_manifest
-from superb.downstream.tasks.ks import CLASSES, speech_commands_manifest
+from superb.downstream.corpora.speech_commands import CLASSES, speech_commands_manifest
 
 
 def test_speech_commands_v001_layout(ks_data):

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from superb.downstream.corpora import mini, noise
-from superb.downstream.corpora.common import read_labels
-from superb.downstream.corpora.espeak import SAMPLE_RATE, VoiceSpec, get_engine
-from superb.downstream.corpora.grammar import VOCABULARY, sentence
-from superb.downstream.corpora.speakers import SpeakerPool
-from superb.downstream.corpora.splits_speech_commands import COMMANDS, UNKNOWN_WORDS
+from superb.downstream.audio import SAMPLE_RATE
+from superb.downstream.mini import build as mini, noise
+from superb.downstream.mini.common import read_labels
+from superb.downstream.mini.espeak import VoiceSpec, get_engine
+from superb.downstream.mini.grammar import VOCABULARY, sentence
+from superb.downstream.mini.speakers import SpeakerPool
+from superb.downstream.mini.writers.speech_commands import COMMANDS, UNKNOWN_WORDS
 
 KS_TRAIN = "speech_commands_v0.01"
 KS_TEST = "speech_commands_test_set_v0.01"

@@ -1,4 +1,5 @@
-"""SD: kaldi-style loader, frame labels at 160/320 samples, PIT loss, DER against pyannote.metrics."""
+"""SD: kaldi-style loader, frame labels at 160/320 samples, PIT loss, a short run (DER itself:
+tests/test_metrics_diarization.py)."""
 import numpy as np
 import pytest
 import soundfile as sf
@@ -6,8 +7,9 @@ import torch
 
 from superb.benchmark.config import resolve_config
 from superb.benchmark.runner import Runner
-from superb.downstream.tasks.sd import (ChunkLabel, SpeakerDiarization, der_components, diarization_error_rate,
-                                        frame_labels, pit_bce, posteriors_to_segments, read_kaldi_dir)
+from superb.downstream.tasks import TaskContext
+from superb.downstream.tasks.sd import (ChunkLabel, SpeakerDiarization, frame_labels, pit_bce,
+                                        posteriors_to_segments, read_kaldi_dir)
 
 SR = 16000
 
@@ -42,11 +44,11 @@ def sd_data(tmp_path):
     return root
 
 
-def _task(**cfg):
+def _task(rate=160, **cfg):
     base = {"splits": {"train": "train", "dev": "dev", "test": "test"}, "num_speakers": 2, "chunk_size": 2000,
             "thresholds": [0.3, 0.5, 0.7], "median_filters": [1, 11], "rnn_layers": 1, "hidden_size": 8}
     base.update(cfg)
-    return SpeakerDiarization(base)
+    return SpeakerDiarization(base, TaskContext(downsample_rate=rate))
 
 
 def test_kaldi_dir_frames_and_chunks(sd_data):
@@ -54,8 +56,7 @@ def test_kaldi_dir_frames_and_chunks(sd_data):
     assert sorted(recs) == ["r1", "r2"] and recs["r1"][3] == ("A", "B")
     assert rttm["r1"]["B"] == [(1.2, 2.5)]
     for rate in (160, 320, 640):
-        task = _task(chunk_size=100)
-        task.downsample_rate = rate
+        task = _task(rate, chunk_size=100)
         splits = task.prepare(sd_data)
         n = int(3.0 * SR / rate)  # r1 label frames
         chunks = [e for e in splits["train"] if e.label.recording == "r1"]
@@ -68,11 +69,9 @@ def test_kaldi_dir_frames_and_chunks(sd_data):
         assert full[a1:, 0].sum() == 0 and full[int(np.rint(1.2 * SR / rate)), 1] == 1
     # a remainder chunk too short for an upstream joins the previous chunk
     task = _task(chunk_size=149)
-    task.downsample_rate = 160
     r2 = [e for e in task.prepare(sd_data)["dev"] if e.label.recording == "r2"]  # 200 frames = 149 + 51
     assert [e.label.num_frames for e in r2] == [149, 51]
     task = _task(chunk_size=198)  # 200 = 198 + 2 frames (320 samples < 400): merged
-    task.downsample_rate = 160
     r2 = [e for e in task.prepare(sd_data)["dev"] if e.label.recording == "r2"]
     assert [e.label.num_frames for e in r2] == [200]
 
@@ -80,7 +79,6 @@ def test_kaldi_dir_frames_and_chunks(sd_data):
 def test_bad_kaldi_dirs_are_named(sd_data):
     (sd_data / "dev" / "rttm").unlink()
     task = _task()
-    task.downsample_rate = 160
     with pytest.raises(FileNotFoundError, match=r"dev/rttm"):
         task.prepare(sd_data)
     (sd_data / "test" / "segments").write_text("u1 r9 0.0 1.0\n")
@@ -119,51 +117,6 @@ def test_post_processing_threshold_and_median():
     assert np.allclose(segs[0], [(0.04, 0.16)]) and segs[1] == []
 
 
-def _random_annotation(rng, n_spk, dur, n_seg):
-    """Per speaker ``n_seg`` non-overlapping segments on a 10 ms grid (speakers may overlap)."""
-    out = {}
-    for k in range(n_spk):
-        cuts = np.sort(rng.choice(int(dur * 100), size=2 * n_seg, replace=False)) / 100
-        out[f"s{k}"] = [(float(cuts[2 * i]), float(cuts[2 * i + 1])) for i in range(n_seg)]
-    return out
-
-
-@pytest.mark.filterwarnings("ignore:'uem' was approximated")
-def test_der_matches_pyannote_metrics():
-    from pyannote.core import Annotation, Segment  # test-only peer (tests/requirements-peers.txt)
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    def to_annotation(d):
-        ann = Annotation()
-        for spk, segs in d.items():
-            for k, (st, et) in enumerate(segs):
-                ann[Segment(st, et), f"{spk}-{k}"] = spk
-        return ann
-
-    rng = np.random.default_rng(0)
-    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
-    refs, hyps = {}, {}
-    for r in range(12):
-        refs[f"rec{r}"] = _random_annotation(rng, 2, 10.0, 4)
-        hyps[f"rec{r}"] = _random_annotation(rng, int(rng.integers(1, 4)), 10.0, int(rng.integers(1, 6)))
-    hyps["rec0"] = {}  # nothing detected: all missed
-    hyps["rec1"] = {"x": refs["rec1"]["s1"], "y": refs["rec1"]["s0"]}  # perfect up to labels
-    for r in refs:
-        c = der_components(refs[r], hyps[r])
-        detail = metric(to_annotation(refs[r]), to_annotation(hyps[r]), detailed=True)
-        assert c["total"] == pytest.approx(detail["total"], abs=1e-6)
-        assert c["miss"] == pytest.approx(detail["missed detection"], abs=1e-6)
-        assert c["false_alarm"] == pytest.approx(detail["false alarm"], abs=1e-6)
-        assert c["confusion"] == pytest.approx(detail["confusion"], abs=1e-6)
-    ours = diarization_error_rate(refs, hyps)
-    assert ours["der"] == pytest.approx(100 * abs(metric), abs=1e-6)
-    assert der_components(refs["rec1"], hyps["rec1"])["confusion"] == 0.0
-    assert der_components(refs["rec0"], {})["miss"] == pytest.approx(der_components(refs["rec0"], {})["total"])
-    # a speaker's own overlapping segments count once (their union), as md-eval does
-    assert der_components({"a": [(0, 2), (1, 3)]}, {"h": [(0, 3)]}) == {
-        "total": 3.0, "miss": 0.0, "false_alarm": 0.0, "confusion": 0.0}
-
-
 def test_short_run_writes_rttm_and_frame_shift(sd_data, tmp_path):
     sets = {"runner.total_steps": 3, "runner.eval_every": 3, "runner.save_every": 3, "runner.log_every": 1,
             "runner.accumulate": 1, "task.hidden_size": 8, "batch.max_seconds": 10.0}
@@ -189,11 +142,10 @@ def test_chunk_label_rounding_matches_s3prl():
 
 
 def test_mini_diarization_split_parses():
-    from superb.downstream.corpora.mini import ensure_split
+    from superb.downstream.mini import ensure_split
 
     data = ensure_split("diarization", profile="tiny", progress=False)
-    task = _task()
-    task.downsample_rate = 320
+    task = _task(320)
     splits = task.prepare(data)
     assert {k: len(v) for k, v in splits.items()} == {"train": 4, "dev": 2, "test": 2}
     assert all(len(e.label.speakers) == 2 and e.label.reference for e in splits["test"])

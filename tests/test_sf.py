@@ -1,13 +1,11 @@
-"""SF: Audio SNIPS loader, slot-token targets, slot metrics (hand cases and jiwer), a short run."""
-import jiwer
+"""SF: Audio SNIPS loader, slot-token targets, a short run (slot metrics: tests/test_metrics_slots.py)."""
 import numpy as np
 import pytest
 import soundfile as sf
 
 from superb.benchmark.config import resolve_config
 from superb.benchmark.runner import Runner
-from superb.downstream.tasks.sf import (SlotFilling, edit_distance, parse_iob_line, parse_slots, slot_type_f1,
-                                        slot_value_cer, slot_value_pairs, snips_manifest, tagged_sequence)
+from superb.downstream.tasks.sf import SlotFilling, parse_iob_line, snips_manifest, tagged_sequence
 
 SPEAKERS = {"train": ["Ivy", "Joey"], "dev": ["Amy"], "test": ["Brian"]}
 LINES = {
@@ -85,33 +83,6 @@ def test_snips_errors_name_the_file(snips):
         snips_manifest(snips, SPEAKERS)
 
 
-def test_slot_metrics_by_hand_and_against_jiwer():
-    ref = "PLAY B-artist JOHN LEGEND E-artist ON B-service SPOTIFY E-service"
-    # both slot types found, one value misspelt (LEGEND -> LEGENT: 1 edit)
-    hyp = "PLAY B-artist JOHN LEGENT E-artist ON B-service SPOTIFY E-service"
-    assert slot_type_f1([ref], [hyp]) == 1.0
-    assert slot_value_cer([ref], [hyp]) == pytest.approx(1 / (len("JOHN LEGEND") + len("SPOTIFY")))
-    # hypothesis finds only artist and invents city: P = 1/2, R = 1/2
-    hyp2 = "PLAY B-artist JOHN LEGEND E-artist ON B-city SPOTIFY E-city"
-    assert slot_type_f1([ref], [hyp2]) == pytest.approx(0.5)
-    assert slot_value_pairs([ref], [hyp2]) == [("JOHN LEGEND", "JOHN LEGEND"), ("SPOTIFY", "")]
-    # no slots anywhere -> 1; slots only on one side -> 0; averaged over utterances
-    assert slot_type_f1(["HELLO", ref, "HI"], ["HELLO", "PLAY", "B-city X E-city"]) == pytest.approx(1 / 3)
-    # the closest hypothesis value of the type is used; nested tags are cleaned from hypothesis values
-    ref3 = "B-city PARIS E-city AND B-city ROME E-city"
-    hyp3 = "B-city ROMA E-city B-city B-x PARIS E-x E-city"
-    assert parse_slots(hyp3, clean_values=True) == {"city": ["ROMA", "PARIS"]}
-    assert slot_value_pairs([ref3], [hyp3]) == [("PARIS", "PARIS"), ("ROME", "ROMA")]
-    # corpus-level CER equals jiwer's over the aligned value pairs
-    refs = [ref, ref3, "B-genre JAZZ E-genre"]
-    hyps = [hyp2, hyp3, "nothing"]
-    pairs = slot_value_pairs(refs, hyps)
-    expect = jiwer.cer([r for r, _ in pairs], [h for _, h in pairs])
-    assert slot_value_cer(refs, hyps) == pytest.approx(expect)
-    for ref_v, hyp_v in [("KITTEN", "SITTING"), ("ABC", ""), ("SAME", "SAME"), ("AB CD", "ABD")]:
-        assert edit_distance(hyp_v, ref_v) == round(jiwer.cer(ref_v, hyp_v) * len(ref_v))
-
-
 def test_short_run_and_predictions(snips, tmp_path):
     sets = {"runner.total_steps": 3, "runner.eval_every": 3, "runner.save_every": 3, "runner.log_every": 1,
             "task.project_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0,
@@ -127,7 +98,7 @@ def test_short_run_and_predictions(snips, tmp_path):
 
 def test_mini_snips_split_parses():
     from superb.recipes import load_recipe
-    from superb.downstream.corpora.mini import ensure_split
+    from superb.downstream.mini import ensure_split
 
     data = ensure_split("snips", profile="tiny", progress=False)
     recipe = load_recipe("sf")["task"]

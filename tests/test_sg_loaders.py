@@ -138,7 +138,7 @@ def test_vcc2020_layout(tmp_path):
     # the judges are skipped, with the reason recorded
     assert "no ASR model" in t.data_notes["vc_metrics"]["wer"]
     assert "no ASV model" in t.data_notes["vc_metrics"]["accept"]
-    from superb.downstream.tasks.vc import read_prompts
+    from superb.downstream.corpora.vcc2020 import read_prompts
 
     assert read_prompts(root / "vcc2020/prompts/Eng_transcriptions.txt")["E30002"] == "Evaluation sentence 1."
 

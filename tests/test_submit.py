@@ -133,7 +133,7 @@ def test_validation_names_missing_folds_tasks_and_bad_lines(tmp_path, capsys):
     write_run(tmp_path / "c", "pr", "pr", {"per": 9.0}, files={"predict.ark": "u1 A\nu1 B\n"})
     with pytest.raises(SubmitError, match=r"predict.ark:2: id 'u1' repeats line 1"):
         plan_submission(collect([tmp_path / "c"]))
-    with pytest.raises(SubmitError, match=r"--require-all: no runs for asr, ks, sid, ic, er, qbe, sf, asv, sd, se, ss, st"):
+    with pytest.raises(SubmitError, match=r"--require-all: no runs for ks, ic, sid, er, asr, asv, sd, qbe, sf, st, se, ss"):
         plan_submission(collect([tmp_path / "c"]), require_all=True)
 
     run = write_run(tmp_path / "d", "sid", "sid", {"accuracy": 80.0}, files={"predict.txt": "u spk\n"})

@@ -12,19 +12,19 @@ import soundfile as sf
 
 from superb.downstream import fileio
 from superb.downstream.audio import AudioError, AudioSegment, audio_files, audio_info, load_audio, segment_for
+from superb.downstream.corpora.audio_snips import snips_manifest
+from superb.downstream.corpora.common_voice import read_tsv
+from superb.downstream.corpora.fluent_speech_commands import fluent_commands_manifest
+from superb.downstream.corpora.iemocap import iemocap_manifest
+from superb.downstream.corpora.librimix import read_rttm
+from superb.downstream.corpora.quesst14 import read_language_key
+from superb.downstream.corpora.speech_commands import speech_commands_manifest
+from superb.downstream.corpora.vcc2020 import read_prompts
+from superb.downstream.corpora.voxceleb1 import read_trials, voxceleb1_identification, voxceleb1_verification
 from superb.downstream.tasks.asr import librispeech_manifest
-from superb.downstream.tasks.asv import read_trials, voxceleb1_verification
 from superb.downstream.tasks.base import write_lines
-from superb.downstream.tasks.er import iemocap_manifest
-from superb.downstream.tasks.ic import fluent_commands_manifest
-from superb.downstream.tasks.ks import speech_commands_manifest
 from superb.downstream.tasks.pr import read_lexicon
-from superb.downstream.tasks.qbe import read_language_key, write_stdlist
-from superb.downstream.tasks.sd import read_rttm
-from superb.downstream.tasks.sf import snips_manifest
-from superb.downstream.tasks.sid import voxceleb1_identification
-from superb.downstream.tasks.st import read_tsv
-from superb.downstream.tasks.vc import read_prompts
+from superb.downstream.tasks.qbe import write_stdlist
 
 from conftest import SR, tone, write_librispeech
 from test_tasks_sid_asv_er_ic import write_fsc, write_iemocap, write_voxceleb1
@@ -91,7 +91,7 @@ def test_fluent_commands_csv_not_utf8_names_the_file(tmp_path):
 
 
 def test_snips_label_file_not_utf8_names_the_file(tmp_path):
-    from superb.downstream.tasks.sf import LABEL_FILE
+    from superb.downstream.corpora.audio_snips import LABEL_FILE
 
     root = tmp_path / "snips"
     root.mkdir()
@@ -119,7 +119,7 @@ def test_other_list_readers_name_a_non_utf8_file(tmp_path, reader, content):
 
 
 def test_mini_corpus_label_file_not_utf8_names_the_file(tmp_path):
-    from superb.downstream.corpora.common import LABELS_FILE, read_labels
+    from superb.downstream.mini.common import LABELS_FILE, read_labels
 
     (tmp_path / LABELS_FILE).write_bytes(b'{"path": "a.wav"}\r\n{"path": "b.wav"}\n')
     assert read_labels(tmp_path) == [{"path": "a.wav"}, {"path": "b.wav"}]  # unchanged for UTF-8

@@ -18,12 +18,13 @@ from superb.downstream.audio import AudioSegment
 from superb.downstream.sampler import DurationBatchSampler
 from superb.downstream.tasks import Example, get_task
 from superb.downstream.tasks.asv import (TDNN_SHRINK, SpeakerVerification, XVectorHead, am_softmax_loss,
-                                         equal_error_rate, min_dcf, read_trials, voxceleb1_verification)
+                                         read_trials, voxceleb1_verification)
 from superb.downstream.tasks.er import EmotionRecognition, fold_splits, iemocap_manifest
 from superb.downstream.tasks.ic import IntentClassification, fluent_commands_manifest
-from superb.downstream.tasks.sid import RandomCrops, SpeakerIdentification, accuracy, voxceleb1_identification
+from superb.downstream.tasks.sid import RandomCrops, SpeakerIdentification, voxceleb1_identification
 
 from conftest import SR, tone
+from test_metrics_verification import _sklearn_eer
 
 
 # -- fixtures in the official layouts ----------------------------------------------------------
@@ -184,46 +185,6 @@ def test_asv_trial_list_errors(tmp_path):
         voxceleb1_verification(root)
 
 
-def _sklearn_eer(labels, scores):
-    from scipy.interpolate import interp1d
-    from scipy.optimize import brentq
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(labels, scores, pos_label=1)
-    return 100 * brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_eer_matches_sklearn_roc_curve(seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, 400)
-    scores = np.round(rng.normal(labels * 1.2, 1.0), 1)  # rounding makes ties
-    assert equal_error_rate(labels, scores) == pytest.approx(_sklearn_eer(labels, scores), abs=1e-6)
-    assert equal_error_rate([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == 0.0
-    assert equal_error_rate([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == 100.0
-
-
-def test_min_dcf_hand_computed_and_brute_force():
-    labels = [1, 1, 0, 1, 0, 0]
-    scores = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2]
-    # thresholds (accept >= t): none, 0.9, 0.8, 0.7, 0.6, 0.4, 0.2 -> (P_miss, P_fa):
-    # (1,0) (2/3,0) (1/3,0) (1/3,1/3) (0,1/3) (0,2/3) (0,1)
-    # p_target 0.5, costs 1: DCF = 0.5 (P_miss + P_fa), normalised by 0.5 -> min P_miss + P_fa = 1/3
-    assert min_dcf(labels, scores, p_target=0.5) == pytest.approx(1 / 3)
-    # p_target 0.01: 0.01 P_miss + 0.99 P_fa; best is (1/3, 0): 0.01/3 / 0.01 = 1/3
-    assert min_dcf(labels, scores, p_target=0.01) == pytest.approx(1 / 3)
-    # c_miss 10, p_target 0.25: cost 2.5 P_miss + 0.75 P_fa, best (0, 1/3) = 0.25, / min(2.5, 0.75)
-    assert min_dcf(labels, scores, p_target=0.25, c_miss=10.0) == pytest.approx(0.25 / 0.75)
-    rng = np.random.default_rng(5)
-    y = rng.integers(0, 2, 300)
-    s = rng.normal(y, 1.0)
-    thresholds = np.r_[np.inf, np.sort(s)]
-    brute = min((0.01 * np.mean(s[y == 1] < t) + 0.99 * np.mean(s[y == 0] >= t)) / 0.01 for t in thresholds)
-    assert min_dcf(y, s) == pytest.approx(brute)
-    with pytest.raises(ValueError, match="target and non-target"):
-        equal_error_rate([1, 1], [0.2, 0.3])
-
-
 def test_am_softmax_matches_its_formula():
     torch.manual_seed(0)
     x, w = torch.randn(5, 8), torch.randn(4, 8)
@@ -331,18 +292,12 @@ def test_fluent_commands_errors(tmp_path):
         fluent_commands_manifest(root)
 
 
-def test_accuracy():
-    assert accuracy(["a", "b", "c", "d"], ["a", "x", "c", "y"]) == 50.0
-    with pytest.raises(ValueError):
-        accuracy(["a"], [])
-
-
 # -- registry, recipes, runner ------------------------------------------------------------------
 @pytest.mark.parametrize("name,metric,up", [("sid", "accuracy", True), ("asv", "eer", False),
                                             ("er", "accuracy", True), ("ic", "accuracy", True)])
 def test_registered_with_recipes(name, metric, up):
     cls = get_task(name)
-    assert cls.primary_metric == metric and cls.metrics[metric] is up and cls.category
+    assert cls.primary_metric == metric and cls.metrics[metric].higher_is_better is up and cls.category
     for mini in (False, True):
         cfg = resolve_config(name, use_mini=mini)
         assert cfg["task"]["name"] == name
@@ -390,7 +345,7 @@ MY_SPLITS = ("voxceleb1", "iemocap", "fluent_commands")
 
 @pytest.fixture(scope="module")
 def mini_built(tmp_path_factory):
-    from superb.downstream.corpora.mini import ensure_split
+    from superb.downstream.mini import ensure_split
 
     cache = tmp_path_factory.mktemp("mini-h2")
     return {s: ensure_split(s, "tiny", cache_dir=cache, progress=False) for s in MY_SPLITS}
@@ -419,7 +374,7 @@ def test_mini_splits_parse_with_the_real_loaders(mini_built):
 def test_mini_splits_are_deterministic(mini_built, tmp_path):
     import hashlib
 
-    from superb.downstream.corpora.mini import ensure_split
+    from superb.downstream.mini import ensure_split
 
     def hashes(d):
         return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -58,23 +58,73 @@ def conv_output_lengths(lengths: torch.Tensor, layers) -> torch.Tensor:
     return out
 
 
-def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """Boolean mask ``[B, T]`` that is True on padding positions."""
+def valid_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Boolean mask ``[B, T]`` that is True on valid frames (``t < lengths[b]``); the one
+    length mask of :mod:`superb.upstream`."""
     max_len = int(lengths.max()) if max_len is None else max_len
-    positions = torch.arange(max_len, device=lengths.device)
-    return positions.unsqueeze(0) >= lengths.unsqueeze(1)
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Boolean mask ``[B, T]`` that is True on padding positions (``~valid_mask``)."""
+    return ~valid_mask(lengths, max_len)
+
+
+class UndeclaredDownsampleRateError(NotImplementedError):
+    """An :class:`Upstream` subclass that states no ``downsample_rate``."""
+
+    def __init__(self, cls: type):
+        self.cls = cls
+        super().__init__(
+            f"upstream class {cls.__module__}.{cls.__qualname__} does not state its downsample_rate: set the "
+            "class attribute `downsample_rate = <16 kHz samples per output frame>` (e.g. 320 for 20 ms "
+            "frames), set self.downsample_rate in __init__, or override the classmethod rate_for(config)"
+        )
+
+
+class _StatedRate:
+    """``Upstream.downsample_rate`` until a subclass (class attribute) or an instance (set in
+    ``__init__``) states it; reading it before that raises :class:`UndeclaredDownsampleRateError`."""
+
+    def __get__(self, obj, owner):
+        if obj is not None and "downsample_rate" in obj.__dict__:
+            return obj.__dict__["downsample_rate"]
+        raise UndeclaredDownsampleRateError(owner if obj is None else type(obj))
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__["downsample_rate"] = value
+
+
+def stated_rate(cls: type):
+    """The ``downsample_rate`` class attribute ``cls`` (or a base class) states, else ``None``."""
+    for klass in cls.__mro__:
+        value = klass.__dict__.get("downsample_rate")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value)
+    return None
 
 
 class Upstream(nn.Module):
     """Base class of every upstream.
 
-    Subclasses set :attr:`downsample_rate` and implement :meth:`forward` and
-    :attr:`hidden_sizes`. ``num_layers`` is derived from ``hidden_sizes``.
+    Subclasses state :attr:`downsample_rate` (a class attribute, or set in ``__init__`` when it
+    depends on the configuration - then :meth:`rate_for` computes it from a configuration) and
+    implement :meth:`forward` and :attr:`hidden_sizes`. ``num_layers`` is derived from
+    ``hidden_sizes``. There is no default rate: reading it from a class that states none raises
+    :class:`UndeclaredDownsampleRateError` naming the class.
     """
 
     #: samples of 16 kHz audio per output frame
-    downsample_rate: int = 160
-    sample_rate: int = SAMPLE_RATE
+    downsample_rate = _StatedRate()
+
+    @classmethod
+    def rate_for(cls, config=None) -> int:
+        """The downsample rate of an instance built from ``config`` (registration reads it here).
+        Default: the class attribute; classes whose rate depends on the configuration override it."""
+        rate = stated_rate(cls)
+        if rate is None:
+            raise UndeclaredDownsampleRateError(cls)
+        return rate
 
     @property
     def hidden_sizes(self) -> List[int]:  # pragma: no cover - abstract

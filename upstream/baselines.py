@@ -10,13 +10,17 @@
 Frames follow Kaldi's ``snip_edges`` rule: ``1 + (n - 400) // 160`` frames for ``n >= 400``
 samples (0 below), so ``downsample_rate`` is 160. One hidden state.
 
-The features of a whole padded batch are computed at once (:class:`KaldiFrontEnd`: framing by
+The features of a whole padded batch are computed at once (:class:`BatchKaldiFrontEnd`: framing by
 ``unfold``, DC removal, pre-emphasis 0.97, Povey window, 512-point power spectrum, Kaldi mel
 banks, log; DCT-II and lifter 22 for MFCC; deltas with
 edge replication per utterance). The recipe is Kaldi's ``compute-fbank-feats`` /
 ``compute-mfcc-feats`` with ``--dither=0`` as ``torchaudio.compliance.kaldi`` implements it
 one utterance at a time; valid frames equal that reference within float32 rounding (tested,
 <= 1e-4) and the batch costs a fraction of the per-utterance loop (``tools/bench_frontend.py``).
+
+Layout: a single module, not a package - these upstreams have no weights, so there is no
+``import_<source>.py``; registration goes through :func:`superb.upstream.family.register_family`
+like every family (variants without a configuration: options are the constructor's arguments).
 """
 from __future__ import annotations
 
@@ -28,16 +32,12 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as AF
 
-from .base import SAMPLE_RATE, Upstream, UpstreamOutput, conv_output_lengths
-from .registry import UpstreamSpec, register_upstream
+from .base import SAMPLE_RATE, Upstream, UpstreamOutput, valid_mask
+from .family import Variant, register_family
+from .frontends import kaldi_frame_lengths
 
 WINDOW = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms
-
-
-def kaldi_frame_lengths(wav_lens: torch.Tensor) -> torch.Tensor:
-    """Frames of Kaldi's framing with snip_edges: ``1 + (n - 400) // 160`` (0 when n < 400)."""
-    return conv_output_lengths(wav_lens, [(WINDOW, HOP)])
 
 
 def apply_cmvn(feats: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ def apply_cmvn(feats: torch.Tensor) -> torch.Tensor:
     return (feats - mean) / std
 
 
-class KaldiFrontEnd(torch.nn.Module):
+class BatchKaldiFrontEnd(torch.nn.Module):
     """Kaldi log-mel filterbank / MFCC features of a padded batch (``dither=0``, ``snip_edges``).
 
     Kaldi's defaults: 25 ms Povey window, 10 ms shift, DC offset removed per frame, pre-emphasis
@@ -125,7 +125,7 @@ class _KaldiFeatures(Upstream):
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
         self.check_input(wavs, wav_lens)
-        lengths = kaldi_frame_lengths(wav_lens.cpu())
+        lengths = kaldi_frame_lengths(wav_lens.cpu(), WINDOW, HOP)  # snip_edges
         too_short = (lengths <= 0).nonzero().flatten().tolist()
         if too_short:
             raise ValueError(
@@ -135,7 +135,7 @@ class _KaldiFeatures(Upstream):
         lengths = lengths.to(wavs.device)
         feats = self._batch_features(wavs[:, : int(wav_lens.max())], lengths)
         feats = feats[:, : int(lengths.max())]
-        mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]
+        mask = valid_mask(lengths, feats.shape[1])
         if self.cmvn:
             feats = torch.stack([torch.nn.functional.pad(apply_cmvn(f[:n]), (0, 0, 0, feats.shape[1] - n))
                                  for f, n in zip(feats, lengths.tolist())])
@@ -157,7 +157,7 @@ class FbankUpstream(_KaldiFeatures):
 
     def __init__(self, cmvn: bool = False):
         super().__init__(cmvn)
-        self.front_end = KaldiFrontEnd(self.num_mel_bins)
+        self.front_end = BatchKaldiFrontEnd(self.num_mel_bins)
 
     def _batch_features(self, wavs, lengths):
         return self.front_end(wavs)
@@ -185,7 +185,7 @@ class MfccUpstream(_KaldiFeatures):
 
     def __init__(self, cmvn: bool = False):
         super().__init__(cmvn)
-        self.front_end = KaldiFrontEnd(23, self.num_ceps)
+        self.front_end = BatchKaldiFrontEnd(23, self.num_ceps)
 
     def _batch_features(self, wavs, lengths):
         return deltas(self.front_end(wavs), lengths)
@@ -206,34 +206,11 @@ class MfccUpstream(_KaldiFeatures):
         return torch.cat([mfcc, d1, d2], dim=-1)
 
 
-def _no_weights(cls):
-    def factory(ckpt, **options):
-        return cls(**options)
+FORMATS = ("none (no weights)",)
 
-    return factory
-
-
-register_upstream(
-    UpstreamSpec(
-        name="fbank",
-        factory=_no_weights(FbankUpstream),
-        description="80-dim Kaldi log-mel filterbank (leaderboard FBANK baseline; option cmvn)",
-        downsample_rate=HOP,
-        layers="1",
-        formats=("none (no weights)",),
-        needs_weights=False,
-        family="baseline",
-    )
-)
-register_upstream(
-    UpstreamSpec(
-        name="mfcc",
-        factory=_no_weights(MfccUpstream),
-        description="13 Kaldi MFCCs + deltas + delta-deltas (39-dim; option cmvn)",
-        downsample_rate=HOP,
-        layers="1",
-        formats=("none (no weights)",),
-        needs_weights=False,
-        family="baseline",
-    )
-)
+register_family("baseline", FbankUpstream, [Variant(
+    "fbank", "80-dim Kaldi log-mel filterbank (leaderboard FBANK baseline; option cmvn)", layers="1")],
+    formats=FORMATS)
+register_family("baseline", MfccUpstream, [Variant(
+    "mfcc", "13 Kaldi MFCCs + deltas + delta-deltas (39-dim; option cmvn)", layers="1")],
+    formats=FORMATS)

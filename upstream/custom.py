@@ -8,7 +8,8 @@
 * ``package.module:ClassName`` -- a class of an importable module.
 * ``hear:<module>`` -- a module following the HEAR 2021 API (``load_model``,
   ``get_timestamp_embeddings``), wrapped by :class:`HearUpstream`.
-* any name registered by an installed package through the entry-point group ``superb.upstreams``.
+* any name registered by an installed package through the entry-point group ``superb.upstreams``
+  (loaded by :mod:`superb.upstream.registry`; this module does not import the registry).
 
 A custom class must subclass :class:`superb.upstream.Upstream`. It is built as ``Class(**options)``
 without a checkpoint and ``Class(ckpt=Path, **options)`` with ``--upstream-ckpt`` (options come from
@@ -19,11 +20,7 @@ Entry points. A package declares, e.g. in its ``pyproject.toml``::
     [project.entry-points."superb.upstreams"]
     my_model = "my_pkg.superb_upstream:MyUpstream"
 
-The object an entry point names may be an ``Upstream`` subclass (registered under the entry
-point's name), an :class:`UpstreamSpec` (or a list of them), a function returning those (or
-registering them itself and returning ``None``), or a module whose import registers its
-upstreams with :func:`superb.upstream.register_upstream`. A broken plug-in never breaks the
-built-ins: it is reported as a warning, and again if its name is asked for.
+what the named object may be is described in :mod:`superb.upstream.registry`.
 """
 from __future__ import annotations
 
@@ -34,7 +31,6 @@ import inspect
 import re
 import sys
 import types
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -42,13 +38,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
-from .base import SAMPLE_RATE, Upstream, UpstreamOutput
+from .base import SAMPLE_RATE, Upstream, UpstreamOutput, stated_rate
+from .spec import UpstreamSpec
 
-ENTRY_POINT_GROUP = "superb.upstreams"
-
-#: entry point name -> why it failed to load
-ENTRY_POINT_ERRORS: Dict[str, str] = {}
-_entry_points_loaded = False
 _SPEC_CACHE: Dict[str, Any] = {}
 
 _CLASS_REF = re.compile(r"^(?P<target>.+):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)$")
@@ -195,14 +187,15 @@ def instantiate(cls, ckpt: Optional[Path], options: Dict[str, Any], where: str) 
     return model
 
 
-def _declared_rate(cls) -> int:
-    rate = inspect.getattr_static(cls, "downsample_rate", 0)
-    return int(rate) if isinstance(rate, (int, float)) else 0
+def class_spec_fields(cls) -> Dict[str, Any]:
+    """The :class:`UpstreamSpec` fields shared by custom and plug-in classes. The listed rate is
+    the class attribute the class states; a class that sets its rate in ``__init__`` is listed with
+    1, and one that states none fails when its instance is asked (naming the class)."""
+    return dict(downsample_rate=stated_rate(cls) or 1, layers="?",
+                formats=("whatever the class loads (optional)",), needs_weights=False, weights_optional=True)
 
 
 def _class_spec(name: str, target: str, cls_name: str):
-    from .registry import UpstreamSpec
-
     cls, origin = load_class(target, cls_name, name)
     ref = f"{origin}:{cls_name}"
     doc = (inspect.getdoc(cls) or "custom upstream").strip().splitlines()[0]
@@ -210,12 +203,8 @@ def _class_spec(name: str, target: str, cls_name: str):
         name=ref,
         factory=lambda ckpt, **options: instantiate(cls, ckpt, options, ref),
         description=f"{doc} ({ref})",
-        downsample_rate=_declared_rate(cls) or 1,
-        layers="?",
-        formats=("whatever the class loads (optional)",),
-        needs_weights=False,
         family="custom",
-        weights_optional=True,
+        **class_spec_fields(cls),
     )
 
 
@@ -315,8 +304,6 @@ class HearUpstream(Upstream):
 
 
 def _hear_spec(name: str):
-    from .registry import UpstreamSpec
-
     module_name = name[len("hear:"):].strip()
     if not module_name or not re.match(r"^[A-Za-z_][\w.]*$", module_name):
         raise CustomUpstreamError(f"--upstream {name!r}: expected hear:<importable module name>")
@@ -357,84 +344,14 @@ def custom_spec(name: str):
     return spec
 
 
-# ---------------------------------------------------------------------------------------------
-# entry points
-# ---------------------------------------------------------------------------------------------
-def _entry_points():
-    try:
-        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    except TypeError:  # pragma: no cover - Python < 3.10
-        return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))
-
-
-def load_entry_points(force: bool = False) -> List[str]:
-    """Register the upstreams of installed plug-ins; returns the names registered now."""
-    global _entry_points_loaded
-    from .registry import UpstreamSpec, _ALIASES, _REGISTRY, register_upstream
-
-    if _entry_points_loaded and not force:
-        return []
-    _entry_points_loaded = True
-    added: List[str] = []
-    seen = set()
-    for ep in _entry_points():
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        where = f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP}"
-        before = set(_REGISTRY)
-        try:
-            obj = ep.load()
-            specs: List[Any] = []
-            if inspect.ismodule(obj):
-                pass  # importing registered its upstreams
-            elif inspect.isclass(obj):
-                check_upstream_class(obj, where)
-                cls = obj
-                specs = [UpstreamSpec(
-                    name=ep.name.lower().replace("-", "_"),
-                    factory=lambda ckpt, _cls=cls, _w=where, **options: instantiate(_cls, ckpt, options, _w),
-                    description=((inspect.getdoc(cls) or "").strip().splitlines() or [f"plug-in {ep.value}"])[0],
-                    downsample_rate=_declared_rate(cls) or 1, layers="?",
-                    formats=("whatever the class loads (optional)",), needs_weights=False,
-                    family="plugin", weights_optional=True,
-                )]
-            elif isinstance(obj, UpstreamSpec):
-                specs = [obj]
-            elif callable(obj):
-                result = obj()
-                if isinstance(result, UpstreamSpec):
-                    specs = [result]
-                elif result is not None:
-                    specs = list(result)
-            else:
-                raise CustomUpstreamError(f"{where} names a {type(obj).__name__}, not an Upstream class, spec, "
-                                          "function or module")
-            for spec in specs:
-                if not isinstance(spec, UpstreamSpec):
-                    raise CustomUpstreamError(f"{where} returned {spec!r}, not an UpstreamSpec")
-                if spec.name in _REGISTRY or spec.name in _ALIASES:
-                    if _REGISTRY.get(spec.name) is spec:
-                        continue
-                    raise CustomUpstreamError(f"{where}: upstream name {spec.name!r} is already registered")
-                register_upstream(spec)
-            added.extend(sorted(set(_REGISTRY) - before))
-        except Exception as exc:  # a broken plug-in must not break the built-ins
-            ENTRY_POINT_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"superb: skipping {where}: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-    return added
-
-
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def unknown_name_hint(name: str) -> str:
-    """Extra text for an unknown-upstream error: failed plug-ins, hub identifiers, custom syntax."""
-    key = name.strip().lower().replace("-", "_")
+def unknown_name_hint(name: str, failed_plugins: Optional[Dict[str, str]] = None) -> str:
+    """Extra text for an unknown-upstream error: hub identifiers, custom syntax (the registry adds
+    the plug-ins of that name that failed to load, ``failed_plugins``)."""
     parts = []
-    failed = {k: v for k, v in ENTRY_POINT_ERRORS.items() if k.lower().replace("-", "_") == key}
-    for k, v in failed.items():
-        parts.append(f" The plug-in entry point {k!r} failed to load: {v}.")
+    failed = failed_plugins or {}
     if _HUB_ID.match(name.strip()) and not Path(name.strip()).exists():
         parts.append(
             f" {name!r} looks like a model-hub identifier: superb never downloads. Download the model folder on a "
@@ -446,6 +363,6 @@ def unknown_name_hint(name: str) -> str:
 
 
 __all__ = [
-    "CustomUpstreamError", "ENTRY_POINT_ERRORS", "ENTRY_POINT_GROUP", "HearUpstream", "custom_spec",
-    "is_custom_name", "load_class", "load_entry_points", "unknown_name_hint",
+    "CustomUpstreamError", "HearUpstream", "class_spec_fields", "custom_spec", "is_custom_name", "load_class",
+    "unknown_name_hint",
 ]

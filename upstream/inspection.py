@@ -5,7 +5,7 @@
 ``downsample_rate`` and notes; :func:`format_inspection` renders it as text.
 
 Detection tries the registered *inspectors* first (fast, read the file once and build no model;
-the wav2vec 2.0 family registers one), then every registered pretrained upstream's loader in
+families register theirs through :func:`superb.upstream.family.register_family`), then every registered pretrained upstream's loader in
 turn - so any upstream family that can load a file can also describe it. Nothing is downloaded
 and no code from the file is executed (all loaders go through
 :func:`superb.upstream.checkpoint_io.safe_load`).
@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .base import SAMPLE_RATE
 
 #: callables ``(path) -> dict | None`` (None: not this inspector's format)
 _INSPECTORS: List[Callable[[Path], Optional[Dict[str, Any]]]] = []
@@ -28,39 +30,75 @@ def register_inspector(fn: Callable[[Path], Optional[Dict[str, Any]]]) -> Callab
     return fn
 
 
-def _wav2vec2_inspector(path: Path) -> Optional[Dict[str, Any]]:
-    from .checkpoint_io import UnsafeCheckpointError
-    from .wav2vec2.loading import FORMAT_NAMES, detect_format, read_checkpoint
+# ----------------------------------------------------------------------------------------------
+# inspectors of the families that read one torch file (see superb.upstream.family)
+# ----------------------------------------------------------------------------------------------
 
-    try:
-        detect_format(path)
-    except UnsafeCheckpointError:
-        raise
-    except ValueError:
-        return None  # not a wav2vec 2.0-family checkpoint
-    loaded = read_checkpoint(path)
-    cfg = loaded.config
-    large = cfg.hidden_size >= 1024
-    name = cfg.family + ("_large" if large else "")
+_INSPECT_CACHE: Dict[Tuple[str, int, int], Any] = {}
+
+
+def load_for_inspection(path) -> Any:
+    """``safe_load(path)`` for the family inspectors, cached for the last file (each family's
+    inspector looks at the same file in turn). ``None`` for a folder or a file that is not a
+    torch checkpoint; a file that safe loading refuses raises."""
+    from .checkpoint_io import UnsafeCheckpointError, safe_load
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _INSPECT_CACHE:
+        try:
+            obj = safe_load(path)
+        except UnsafeCheckpointError:
+            raise
+        except Exception:  # noqa: BLE001 - not a checkpoint this inspector can read
+            obj = None
+        _INSPECT_CACHE.clear()
+        _INSPECT_CACHE[key] = obj
+    return _INSPECT_CACHE[key]
+
+
+def inspection_record(path, info: Mapping[str, Any], formats: Sequence[str]) -> Dict[str, Any]:
+    """The dict ``superb inspect`` prints, from a family's ``describe`` summary; the model is
+    built through ``build_upstream`` so that sizes and the parameter count are exact."""
+    from .registry import build_upstream
+
+    name = info["upstreams"][0]
+    model = build_upstream(name, ckpt=path)
+    config = model.config
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
+    skip = {"family", "format", "upstreams"}
+    notes = [f"{k}: {v}" for k, v in info.items() if k not in skip]
+    if len(info["upstreams"]) > 1:
+        notes.append("also loads as: " + ", ".join(info["upstreams"][1:]))
     return {
         "path": str(path),
-        "family": cfg.family,
-        "format": loaded.format,
-        "format_description": FORMAT_NAMES[loaded.format],
+        "family": info["family"],
+        "format": info["format"],
+        "format_description": "; ".join(formats),
         "upstream": name,
-        "config": cfg.to_dict(),
-        "num_parameters": int(sum(t.numel() for t in loaded.state.values())),
-        "num_layers": cfg.num_layers + 1,
-        "hidden_size": cfg.hidden_size,
-        "downsample_rate": cfg.downsample_rate,
-        "normalize": cfg.normalize,
-        "normalize_source": loaded.normalize_source,
-        "dropped_weights": loaded.dropped,
-        "notes": [f"{k}: {v}" for k, v in loaded.info.items() if v not in (None, "", [], False)],
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "num_layers": model.num_layers,
+        "hidden_size": model.hidden_sizes[-1],
+        "downsample_rate": int(model.downsample_rate),
+        "notes": notes,
     }
 
 
-register_inspector(_wav2vec2_inspector)
+def family_inspector(detect_fn, describe_fn, formats: Sequence[str]) -> Callable[[Path], Optional[Dict[str, Any]]]:
+    """A fast ``superb inspect`` inspector for a family that reads one torch file:
+    ``detect_fn(obj)`` recognises the safely loaded object, ``describe_fn(obj)`` summarises it."""
+    def inspector(path):
+        obj = load_for_inspection(path)
+        if obj is None or not detect_fn(obj):
+            return None
+        return inspection_record(path, describe_fn(obj), formats)
+
+    inspector.__name__ = f"inspect_{getattr(detect_fn, '__module__', 'family').rsplit('.', 1)[-1]}"
+    return inspector
 
 
 def _via_loaders(path: Path) -> Dict[str, Any]:
@@ -119,7 +157,7 @@ def format_inspection(info: Dict[str, Any]) -> str:
         f"upstream:        {info['upstream']}  (superb run --upstream {info['upstream']} --upstream-ckpt {info['path']})",
         f"parameters:      {info['num_parameters']:,}",
         f"hidden states:   {info['num_layers']}" + (f" x {info['hidden_size']}-d" if info.get("hidden_size") else ""),
-        f"downsample rate: {info['downsample_rate']} samples/frame ({16000 / info['downsample_rate']:.0f} frames/s)",
+        f"downsample rate: {info['downsample_rate']} samples/frame ({SAMPLE_RATE / info['downsample_rate']:.0f} frames/s)",
     ]
     if "normalize" in info:
         lines.append(f"normalize wave:  {info['normalize']} ({info.get('normalize_source', '')})")

@@ -1,8 +1,18 @@
 """Registry of upstreams: ``build_upstream(name, ckpt=None, **options)``.
 
-Each upstream family module registers an :class:`UpstreamSpec` when it is imported. The
-built-in modules are listed in :data:`BUILTIN_MODULES` and imported on first use, so importing
-``superb.upstream`` stays cheap.
+Each upstream family package registers its :class:`UpstreamSpec` objects when it is imported
+(through :func:`superb.upstream.family.register_family`). The built-in packages are listed in
+:data:`BUILTIN_MODULES` and imported on first use, so importing ``superb.upstream`` stays cheap.
+
+Plug-ins: installed packages declare entry points in the group ``superb.upstreams``
+(:data:`ENTRY_POINT_GROUP`). The object an entry point names may be an ``Upstream`` subclass
+(registered under the entry point's name), an :class:`UpstreamSpec` (or a list of them), a
+function returning those (or registering them itself and returning ``None``), or a module - e.g.
+a whole upstream family package - whose import registers its upstreams
+(:func:`~superb.upstream.family.register_family` or :func:`register_upstream`). A broken plug-in
+never breaks the built-ins: it is reported as a warning, and again if its name is asked for.
+Custom references (``file.py:Class``, ``module:Class``, ``hear:<module>``) are resolved by
+:mod:`superb.upstream.custom`, which does not import this module.
 """
 from __future__ import annotations
 
@@ -11,11 +21,15 @@ import importlib
 import inspect
 import os
 import re
-from dataclasses import dataclass, field
+import warnings
+from importlib import metadata
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .base import Upstream
+from .custom import (CustomUpstreamError, check_upstream_class, class_spec_fields, custom_spec, instantiate,
+                     is_custom_name, unknown_name_hint)
+from .spec import UpstreamSpec
 
 #: modules whose import registers built-in upstreams
 BUILTIN_MODULES: Tuple[str, ...] = (
@@ -38,26 +52,11 @@ class MissingWeightsError(ValueError):
     """A pretrained upstream was asked for without weights and without ``random_init``."""
 
 
-@dataclass
-class UpstreamSpec:
-    """How to build one named upstream.
+ENTRY_POINT_GROUP = "superb.upstreams"
 
-    ``factory(ckpt, **options)`` returns an :class:`Upstream`; ``ckpt`` is ``None`` for a
-    random-initialised (or parameter-free) model, else a :class:`pathlib.Path` that exists.
-    """
-
-    name: str
-    factory: Callable[..., Upstream]
-    description: str
-    downsample_rate: int
-    layers: str
-    formats: Tuple[str, ...] = ()
-    needs_weights: bool = True
-    family: str = ""
-    aliases: Tuple[str, ...] = field(default_factory=tuple)
-    #: custom and plug-in upstreams: a checkpoint may be given or not (superb.upstream.custom)
-    weights_optional: bool = False
-
+#: entry point name -> why it failed to load
+ENTRY_POINT_ERRORS: Dict[str, str] = {}
+_entry_points_loaded = False
 
 _REGISTRY: Dict[str, UpstreamSpec] = {}
 _ALIASES: Dict[str, str] = {}
@@ -81,10 +80,7 @@ def _load_builtins() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
-    # plug-ins: installed packages' `superb.upstreams` entry points (see superb.upstream.custom)
-    from .custom import load_entry_points
-
-    load_entry_points()
+    load_entry_points()  # plug-ins: installed packages' `superb.upstreams` entry points
 
 
 def list_upstreams() -> List[UpstreamSpec]:
@@ -94,8 +90,6 @@ def list_upstreams() -> List[UpstreamSpec]:
 
 def get_spec(name: str) -> UpstreamSpec:
     # custom references (`path/file.py:Class`, `module:Class`, `hear:<module>`): superb.upstream.custom
-    from .custom import custom_spec, is_custom_name, unknown_name_hint
-
     if is_custom_name(name):
         return custom_spec(name)
     _load_builtins()
@@ -107,7 +101,7 @@ def get_spec(name: str) -> UpstreamSpec:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownUpstreamError(
             f"unknown upstream {name!r}.{hint} Known upstreams: {', '.join(sorted(_REGISTRY))} "
-            "(`superb list` describes them)." + unknown_name_hint(name)
+            "(`superb list` describes them)." + _failed_plugin_hint(name) + unknown_name_hint(name, _failed(name))
         )
     return _REGISTRY[key]
 
@@ -177,6 +171,8 @@ def accepted_options(spec: UpstreamSpec) -> Optional[List[str]]:
     (``cls(**options)``, as the FBANK/MFCC baselines do) accepts that class's constructor
     arguments. ``None`` when neither tells (factories that pass ``**options`` on to loaders or
     config builders, which check the names themselves)."""
+    if getattr(spec.factory, "options_checked_by_config", False):
+        return None  # superb.upstream.family: the configuration builder checks the names
     names = _named_parameters(spec.factory, skip_first=True)
     if names is not None:
         return names
@@ -211,3 +207,76 @@ def _check_options(spec: UpstreamSpec, options: Dict[str, object]) -> None:
             f"upstream {spec.name!r} does not accept option{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)}{hint}; accepted options: {', '.join(accepted) or 'none'}"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points (plug-ins)
+# ---------------------------------------------------------------------------------------------
+def _entry_points():
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load_entry_points(force: bool = False) -> List[str]:
+    """Register the upstreams of installed plug-ins; returns the names registered now."""
+    global _entry_points_loaded
+    if _entry_points_loaded and not force:
+        return []
+    _entry_points_loaded = True
+    added: List[str] = []
+    seen = set()
+    for ep in _entry_points():
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        where = f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP}"
+        before = set(_REGISTRY)
+        try:
+            added.extend(_register_entry_point(ep, where, before))
+        except Exception as exc:  # a broken plug-in must not break the built-ins
+            ENTRY_POINT_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"superb: skipping {where}: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+    return added
+
+
+def _register_entry_point(ep, where: str, before) -> List[str]:
+    obj = ep.load()
+    specs: List[Any] = []
+    if inspect.ismodule(obj):
+        pass  # importing registered its upstreams (e.g. a family package calling register_family)
+    elif inspect.isclass(obj):
+        check_upstream_class(obj, where)
+        cls = obj
+        specs = [UpstreamSpec(
+            name=ep.name.lower().replace("-", "_"),
+            factory=lambda ckpt, _cls=cls, _w=where, **options: instantiate(_cls, ckpt, options, _w),
+            description=((inspect.getdoc(cls) or "").strip().splitlines() or [f"plug-in {ep.value}"])[0],
+            family="plugin", **class_spec_fields(cls))]
+    elif isinstance(obj, UpstreamSpec):
+        specs = [obj]
+    elif callable(obj):
+        result = obj()
+        if isinstance(result, UpstreamSpec):
+            specs = [result]
+        elif result is not None:
+            specs = list(result)
+    else:
+        raise CustomUpstreamError(f"{where} names a {type(obj).__name__}, not an Upstream class, spec, "
+                                  "function or module")
+    for spec in specs:
+        if not isinstance(spec, UpstreamSpec):
+            raise CustomUpstreamError(f"{where} returned {spec!r}, not an UpstreamSpec")
+        if spec.name in _REGISTRY or spec.name in _ALIASES:
+            if _REGISTRY.get(spec.name) is spec:
+                continue
+            raise CustomUpstreamError(f"{where}: upstream name {spec.name!r} is already registered")
+        register_upstream(spec)
+    return sorted(set(_REGISTRY) - before)
+
+
+def _failed(name: str) -> Dict[str, str]:
+    key = name.strip().lower().replace("-", "_")
+    return {k: v for k, v in ENTRY_POINT_ERRORS.items() if k.lower().replace("-", "_") == key}
+
+
+def _failed_plugin_hint(name: str) -> str:
+    return "".join(f" The plug-in entry point {k!r} failed to load: {v}." for k, v in _failed(name).items())

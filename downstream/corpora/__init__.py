@@ -1,23 +1,29 @@
-"""Corpora for the SUPERB toolkit.
+"""Corpus readers: one module per real corpus, each parsing that corpus's on-disk layout.
 
-* :mod:`superb.downstream.corpora.mini` -- the embedded default corpus "mini": speech
-  synthesised offline with eSpeak NG and written in the exact on-disk layouts of the real
-  corpora (``ensure_split("speech_commands")``, ``ensure_split("librispeech")``, ...).
-* :mod:`.espeak`, :mod:`.speakers`, :mod:`.grammar`, :mod:`.noise`, :mod:`.common` -- the
-  shared pieces its split generators (``splits_*.py``) are built from.
+Every module documents the layout it reads at its top and has one entry point,
+``prepare_<corpus>(root, ...)``, returning ``{split: [Example]}`` (some also return what the
+corpus ships beside the audio: trial lists, ground truth, filtering counts). Readers know nothing
+of tasks or heads: task protocols (phonemizing, fold splits, chunking, cleaning filters) stay in
+:mod:`superb.downstream.tasks`. :class:`~superb.downstream.example.Example` is torch-free, and so
+are these modules.
 
-Submodules are imported on use so that ``import superb.downstream.corpora`` stays cheap.
+=========================  ==================================================  ==================
+module                     corpus                                              used by
+=========================  ==================================================  ==================
+``librispeech``            LibriSpeech                                         ASR, PR
+``speech_commands``        Speech Commands v0.01 (12 SUPERB classes)           KS
+``voxceleb1``              VoxCeleb1 identification splits, verification       SID, ASV
+``iemocap``                IEMOCAP (4 classes, by session)                     ER
+``fluent_speech_commands`` Fluent Speech Commands                              IC
+``audio_snips``            Audio SNIPS (IOB slot labels)                       SF
+``quesst14``               QUESST 2014 (language keys, ground truth)           QbE
+``librimix``               Libri2Mix separation; its kaldi diarization dirs    SS, SD
+``voicebank_demand``       VoiceBank-DEMAND                                    SE
+``vcc2020``                VCC2020 task 1                                      VC
+``covost2``                CoVoST 2 tables                                     ST
+``common_voice``           Common Voice tables and clips                       OOD-ASR, ST
+``sbcsae``                 SBCSAE (segmented or raw layout)                    OOD-ASR
+=========================  ==================================================  ==================
+
+The synthetic mini corpus that writes these layouts is :mod:`superb.downstream.mini`.
 """
-
-from __future__ import annotations
-
-import importlib
-
-_LAZY = ("mini", "espeak", "speakers", "grammar", "noise", "common",
-         "splits_speech_commands", "splits_librispeech")
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,7 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-SAMPLE_RATE = 16000
+from ..audio import SAMPLE_RATE, audio_info, check_unique_ids, segment_for
+from ..example import Example
+from .common_voice import clip_path, read_tsv, require_columns
+
 MIN_SEC, MAX_SEC = 0.1, 15.0
 SPLIT_RECORDINGS = {"train": range(1, 47), "dev": range(47, 54), "test": range(54, 61)}
 _PUNCT_TO_SPACE = str.maketrans({**{c: " " for c in '.,-%?!@+~_*#&"'}, "\u2019": "'"})
@@ -184,3 +187,64 @@ def recording_audio(root: Path, index: int, audio_ext: Optional[str] = None) -> 
     ext = audio_ext if audio_ext else ".mp3"
     ext = ext if ext.startswith(".") else "." + ext
     return Path(root) / "mp3" / f"{index:02d}{ext}"
+
+
+def raw_examples(root: Path, audio_ext: Optional[str] = None, min_samples: int = 400) -> Dict[str, List[Example]]:
+    """``{"train", "dev", "test"}`` examples of the raw layout, segmented on the fly."""
+    splits = {}
+    for k in ("train", "dev", "test"):
+        exs = []
+        for name, segments in raw_split(root, k).items():
+            if not segments:
+                continue
+            audio = recording_audio(root, int(name[3:]), audio_ext)
+            if not audio.is_file():
+                raise FileNotFoundError(f"SBCSAE recording {audio} is missing (transcript {name}.trn)")
+            total = audio_info(audio)
+            cache = {str(audio): total}
+            for seg in segments:
+                first, stop = seg.sample_range(total)
+                if stop - first < min_samples:
+                    raise ValueError(f"{audio}: segment {seg.id} ({seg.start}-{seg.end} s) lies outside or at "
+                                     f"the end of its {total} samples")
+                exs.append(Example(seg.id, segment_for(audio, min_samples, first, stop - first, cache), seg.text))
+        if not exs:
+            raise ValueError(f"SBCSAE {k} split under {root}: no usable segment")
+        check_unique_ids([e.id for e in exs], f"SBCSAE {k}")
+        splits[k] = exs
+    return splits
+
+
+def prepare_sbcsae(root: Path, splits: Optional[Dict[str, str]] = None, wav_dir: Optional[str] = None,
+                   audio_ext: Optional[str] = None, min_samples: int = 400) -> Dict[str, List[Example]]:
+    """``{"train", "dev", "test"}`` examples of either layout (raw when ``<root>/trn/`` exists);
+    ``splits`` names the segmented layout's tables (default ``train``/``dev``/``test``), ``wav_dir``
+    its clip folder (default ``wav``)."""
+    root = Path(root)
+    if (root / "trn").is_dir():
+        return raw_examples(root, audio_ext, min_samples)
+    splits = splits or {"train": "train", "dev": "dev", "test": "test"}
+    tables = {k: root / f"{v}.tsv" for k, v in splits.items()}
+    wav_dir = root / str(wav_dir or "wav")
+    if not all(p.is_file() for p in tables.values()) or not wav_dir.is_dir():
+        raise FileNotFoundError(f"SBCSAE not found under {root}: expected trn/ + mp3/ (the download) or "
+                                f"{{train,dev,test}}.tsv + {wav_dir.name}/ (SBCSAE-preprocess output)")
+    out = {}
+    for k in ("train", "dev", "test"):
+        path = tables[k]
+        rows = read_tsv(path)
+        if not rows:
+            raise ValueError(f"{path}: no rows")
+        require_columns(path, rows, ("path", "sentence"))
+        exs = []
+        for n, r in enumerate(rows, 2):
+            text = " ".join(r["sentence"].split())
+            if not text:
+                raise ValueError(f"{path}:{n}: empty sentence for clip {r['path']!r}")
+            audio = clip_path(wav_dir, r["path"], audio_ext)
+            if not audio.is_file():
+                raise FileNotFoundError(f"{path}:{n}: clip {audio} is missing")
+            exs.append(Example(Path(r["path"]).stem, segment_for(audio, min_samples), text))
+        check_unique_ids([e.id for e in exs], str(path))
+        out[k] = exs
+    return out

@@ -29,49 +29,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
-import jiwer
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..audio import audio_files, segment_for
+from ..corpora.librispeech import prepare_librispeech, read_split
 from ..decoders import KenLMDecoder, check_lm_files
-from ..fileio import read_lines
-from .base import METRIC_UNITS, Example, Task, write_lines
-
-BLANK = "<blank>"
-VOCAB = (BLANK, "|", "'") + tuple(chr(c) for c in range(ord("A"), ord("Z") + 1))
-CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB)}
-
-
-def encode_transcript(text: str, where: str) -> List[int]:
-    ids = []
-    for ch in text:
-        key = "|" if ch == " " else ch
-        if key not in CHAR_TO_ID or key == BLANK:
-            raise ValueError(f"{where}: character {ch!r} is outside the ASR vocabulary (A-Z, apostrophe, space)")
-        ids.append(CHAR_TO_ID[key])
-    return ids
-
-
-def decode_ids(ids: Sequence[int]) -> str:
-    """Greedy CTC collapse: merge repeats, drop blanks, ``|`` -> space."""
-    out, prev = [], None
-    for i in ids:
-        if i != prev and i != 0:
-            out.append(" " if VOCAB[i] == "|" else VOCAB[i])
-        prev = i
-    return " ".join("".join(out).split())
-
+from ..heads.ctc import BLANK, CHAR_TO_ID, VOCAB, RNNCTCHead, SpecAugment, decode_ids, encode_transcript  # noqa: F401
+from ..metrics.error_rates import cer, wer
+from .base import Example, Task, write_lines
+from .declaration import Board, Column, INF, LOWER, Metric, PERCENT, Submission
 
 DECODERS = ("greedy", "kenlm")
 #: ``task.kenlm`` keys and their defaults (s3prl v0.4.18 ``downstream/asr/config.yaml`` decoder_args)
 KENLM_DEFAULTS: Dict[str, Any] = {"lm_path": None, "lexicon": None, "beam_size": 5, "beam_size_token": None,
                                   "beam_threshold": 25.0, "lm_weight": 2.0, "word_score": -1.0, "sil_score": 0.0}
-#: metrics added when decoding with the LM
-LM_METRICS = {"wer_lm": False, "cer_lm": False}
 
 
 @dataclass(frozen=True)
@@ -83,102 +56,8 @@ class Hypotheses:
 
 
 def librispeech_manifest(root: Path, split: str, min_samples: int = 400) -> List[Example]:
-    """Parse ``<root>/<split>/<spk>/<chapter>/`` into examples labelled with their transcripts."""
-    split_dir = Path(root) / split
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"LibriSpeech split folder not found: {split_dir}")
-    examples: List[Example] = []
-    for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir()):
-        spk, chapter = chapter_dir.parent.name, chapter_dir.name
-        trans_path = chapter_dir / f"{spk}-{chapter}.trans.txt"
-        audio = {p.stem: p for p in audio_files(chapter_dir, ext=".flac")}
-        if not trans_path.is_file():
-            if audio:
-                raise FileNotFoundError(f"missing transcript file {trans_path} for {len(audio)} audio files")
-            continue
-        texts: Dict[str, str] = {}
-        for n, line in enumerate(read_lines(trans_path), 1):
-            if not line.strip():
-                continue
-            utt, _, text = line.strip().partition(" ")
-            if not text.strip():
-                raise ValueError(f"{trans_path}:{n}: empty transcript for {utt}")
-            texts[utt] = " ".join(text.split())
-        missing_text = sorted(set(audio) - set(texts))
-        if missing_text:
-            raise ValueError(f"{trans_path}: no transcript for audio {', '.join(missing_text[:5])}"
-                             + (f" and {len(missing_text) - 5} more" if len(missing_text) > 5 else ""))
-        missing_audio = sorted(set(texts) - set(audio))
-        if missing_audio:
-            raise FileNotFoundError(f"{trans_path}: transcript lines without audio file: {', '.join(missing_audio[:5])}")
-        for utt in sorted(texts):
-            encode_transcript(texts[utt], f"{trans_path} ({utt})")
-            examples.append(Example(utt, segment_for(audio[utt], min_samples), texts[utt]))
-    if not examples:
-        raise ValueError(f"LibriSpeech split {split_dir} holds no utterances")
-    return examples
-
-
-class SpecAugment(nn.Module):
-    """Random time and frequency masks on ``[B, T, D]`` features (training only)."""
-
-    def __init__(self, num_time_masks=2, max_time_width=40, num_freq_masks=4, max_freq_width=50):
-        super().__init__()
-        self.num_time_masks, self.max_time_width = num_time_masks, max_time_width
-        self.num_freq_masks, self.max_freq_width = num_freq_masks, max_freq_width
-
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return feats
-        feats = feats.clone()
-        dim = feats.shape[-1]
-        for b, n in enumerate(lengths.tolist()):
-            for _ in range(self.num_time_masks):
-                w = int(torch.randint(0, self.max_time_width + 1, ()))
-                if 0 < w < n:
-                    t0 = int(torch.randint(0, n - w + 1, ()))
-                    feats[b, t0:t0 + w] = 0
-            for _ in range(self.num_freq_masks):
-                w = int(torch.randint(0, min(self.max_freq_width, dim - 1) + 1, ()))
-                if w > 0:
-                    f0 = int(torch.randint(0, dim - w + 1, ()))
-                    feats[b, :, f0:f0 + w] = 0
-        return feats
-
-
-class RNNCTCHead(nn.Module):
-    """Projector -> stacked bidirectional LSTMs (packed, so padding never leaks) -> linear."""
-
-    def __init__(self, input_dim, vocab_size, project_dim, rnn_dim, rnn_layers, dropout, specaug=None):
-        super().__init__()
-        self.specaug = SpecAugment(**specaug) if specaug else None
-        self.projector = nn.Linear(input_dim, project_dim)
-        self.rnns = nn.ModuleList()
-        in_dim = project_dim
-        for _ in range(rnn_layers):
-            self.rnns.append(self.make_rnn(in_dim, rnn_dim))
-            in_dim = 2 * rnn_dim
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(in_dim, vocab_size)
-
-    def make_rnn(self, input_dim: int, hidden: int) -> nn.Module:
-        return nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
-
-    def run_rnn(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = rnn(packed)
-        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
-
-    def project(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.projector(feats)
-
-    def forward(self, feats, lengths):
-        if self.specaug is not None:
-            feats = self.specaug(feats, lengths)
-        x = self.project(feats)
-        for rnn in self.rnns:
-            x = self.dropout(self.run_rnn(rnn, x, lengths))
-        return self.output(x).float().log_softmax(-1)
+    """One LibriSpeech split, every transcript checked against the ASR character vocabulary."""
+    return read_split(root, split, min_samples, check_text=encode_transcript)
 
 
 class SpeechRecognition(Task):
@@ -186,14 +65,22 @@ class SpeechRecognition(Task):
     title = "Automatic speech recognition"
     category = "content"
     dataset = "LibriSpeech train-clean-100 / dev-clean / test-clean"
-    metrics = {"wer": False, "cer": False}
+    #: wer_lm / cer_lm: reported only when decoding with the LM (``task.decoder: kenlm``)
+    metrics = {"wer": Metric(LOWER, PERCENT), "cer": Metric(LOWER, PERCENT),
+               "wer_lm": Metric(LOWER, "percent (KenLM beam search)"),
+               "cer_lm": Metric(LOWER, "percent (KenLM beam search)")}
     primary_metric = "wer"
+    leaderboard = Board("Speech recognition (no LM)", (Column("WER", ("wer",), 23.18, 3.62, valid=(0, INF)),),
+                        position=6)
+    submission = (Submission("asr_public", "predict.ark", "utt_text",
+                             ("predict.ark", "test-clean-noLM-hyp.ark", "hyp.ark")),
+                  Submission("asr_lm_public", "predict.ark", "utt_text", ("predict_lm.ark", "test-clean-LM-hyp.ark")))
     mini_split = "librispeech"
     data_help = "the LibriSpeech folder (holding train-clean-100/, dev-clean/, test-clean/)"
     decode_settings = ("decoder", "kenlm")
 
-    def __init__(self, cfg: Dict[str, Any]):
-        super().__init__(cfg)
+    def __init__(self, cfg: Dict[str, Any], context=None):
+        super().__init__(cfg, context)
         self.decoder_name = str(self.cfg.get("decoder") or "greedy")
         if self.decoder_name not in DECODERS:
             raise ValueError(f"task.decoder must be one of {', '.join(DECODERS)}, got {self.cfg.get('decoder')!r}")
@@ -202,7 +89,6 @@ class SpeechRecognition(Task):
         if self.decoder_name == "kenlm":
             opts = self.kenlm_options()
             check_lm_files(opts["lm_path"], opts["lexicon"])  # before training: a missing file fails now
-            self.metrics = {**type(self).metrics, **LM_METRICS}
 
     def kenlm_options(self) -> Dict[str, Any]:
         given = self.cfg.get("kenlm") or {}
@@ -230,12 +116,6 @@ class SpeechRecognition(Task):
                             beam_threshold=opts["beam_threshold"], lm_weight=opts["lm_weight"],
                             word_score=opts["word_score"], sil_score=opts["sil_score"])
 
-    @classmethod
-    def metric_units(cls, names=None) -> Dict[str, str]:
-        names = sorted(names if names is not None else cls.metrics)
-        lm = {n: f"{METRIC_UNITS[n[:-3]]} (KenLM beam search)" for n in names if n in LM_METRICS}
-        return {**super().metric_units([n for n in names if n not in LM_METRICS]), **lm}
-
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("ASR needs --data pointing at the LibriSpeech folder")
@@ -247,7 +127,8 @@ class SpeechRecognition(Task):
             root = root / "LibriSpeech"
         splits = self.cfg["splits"]
         min_samples = int(self.cfg.get("min_samples", 400))
-        return {name: librispeech_manifest(root, splits[name], min_samples) for name in ("train", "dev", "test")}
+        return prepare_librispeech(root, {name: splits[name] for name in ("train", "dev", "test")}, min_samples,
+                                   check_text=encode_transcript)
 
     def build_head(self, input_dim, downsample_rate):
         c = self.cfg
@@ -276,10 +157,10 @@ class SpeechRecognition(Task):
         refs = [e.label for e in examples]
         if predictions and isinstance(predictions[0], Hypotheses):
             greedy, with_lm = [p.greedy for p in predictions], [p.lm for p in predictions]
-            return {"wer": 100.0 * jiwer.wer(refs, greedy), "cer": 100.0 * jiwer.cer(refs, greedy),
-                    "wer_lm": 100.0 * jiwer.wer(refs, with_lm), "cer_lm": 100.0 * jiwer.cer(refs, with_lm)}
+            return {"wer": 100.0 * wer(refs, greedy), "cer": 100.0 * cer(refs, greedy),
+                    "wer_lm": 100.0 * wer(refs, with_lm), "cer_lm": 100.0 * cer(refs, with_lm)}
         hyps = list(predictions)
-        return {"wer": 100.0 * jiwer.wer(refs, hyps), "cer": 100.0 * jiwer.cer(refs, hyps)}
+        return {"wer": 100.0 * wer(refs, hyps), "cer": 100.0 * cer(refs, hyps)}
 
     def write_predictions(self, out_dir, split, examples, predictions):
         pairs = sorted(zip(examples, predictions), key=lambda x: x[0].id)

@@ -60,160 +60,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import SAMPLE_RATE, audio_files, check_unique_ids, segment_for
-from ..fileio import read_lines
+from ..audio import SAMPLE_RATE
+from ..corpora.voxceleb1 import Trial, read_trials, utterance_name, voxceleb1_verification  # noqa: F401
+from ..crops import RandomCrops
+from ..metrics.verification import equal_error_rate, min_dcf
 from .base import Example, Task, write_lines
-from .sid import RandomCrops, check_rel_path, resolve_wav, utterance_name, voxceleb_roots
-
-Trial = Tuple[int, str, str]  # (1 target / 0 non-target, enroll relative path, test relative path)
+from .declaration import Board, Column, LOWER, Metric, PERCENT, Submission
 
 TDNN_CONTEXTS = (5, 3, 3, 1, 1)
 TDNN_DILATIONS = (1, 2, 3, 1, 1)
 #: frames the unpadded TDNN stack removes: sum of (context - 1) * dilation
 TDNN_SHRINK = sum((c - 1) * d for c, d in zip(TDNN_CONTEXTS, TDNN_DILATIONS))
-
-
-# -- metrics -------------------------------------------------------------------------------------
-def _error_curve(labels, scores) -> Tuple[np.ndarray, np.ndarray]:
-    """Miss and false-alarm rates at every distinct threshold ("accept if score >= t"), starting
-    from "accept nothing" (miss 1, false alarm 0) and ending at "accept everything" (0, 1)."""
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.ndim != 1 or y.shape != s.shape or len(y) == 0:
-        raise ValueError(f"need equally long, non-empty 1-d labels and scores (got {y.shape} and {s.shape})")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"trial labels must be 0 or 1, got {sorted(set(y.tolist()) - {0, 1})[:5]}")
-    if not np.isfinite(s).all():
-        raise ValueError("trial scores must be finite")
-    y = y.astype(np.int64)
-    n_target = int(y.sum())
-    n_nontarget = len(y) - n_target
-    if n_target == 0 or n_nontarget == 0:
-        raise ValueError(f"EER/minDCF need target and non-target trials (got {n_target} and {n_nontarget})")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each group of equal scores
-    hits = np.cumsum(y)[last]
-    false_alarms = np.cumsum(1 - y)[last]
-    miss = np.r_[1.0, 1.0 - hits / n_target]
-    fa = np.r_[0.0, false_alarms / n_nontarget]
-    return miss, fa
-
-
-def equal_error_rate(labels, scores) -> float:
-    """EER in percent: where miss and false-alarm rates are equal on the ROC curve (linear
-    interpolation between neighbouring operating points)."""
-    miss, fa = _error_curve(labels, scores)
-    d = miss - fa  # starts at 1, ends at -1, non-increasing
-    i = int(np.argmax(d <= 0))
-    t = d[i - 1] / (d[i - 1] - d[i])
-    return float(100.0 * (fa[i - 1] + t * (fa[i] - fa[i - 1])))
-
-
-def min_dcf(labels, scores, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
-    """Normalised minimum detection cost: ``min_t (c_miss P_miss p_target + c_fa P_fa (1 - p_target))
-    / min(c_miss p_target, c_fa (1 - p_target))``."""
-    if not 0.0 < p_target < 1.0 or c_miss <= 0 or c_fa <= 0:
-        raise ValueError(f"minDCF needs 0 < p_target < 1 and positive costs (got {p_target}, {c_miss}, {c_fa})")
-    miss, fa = _error_curve(labels, scores)
-    cost = c_miss * miss * p_target + c_fa * fa * (1.0 - p_target)
-    return float(cost.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
-
-
-# -- data ----------------------------------------------------------------------------------------
-def read_trials(path: Path) -> List[Trial]:
-    """Trials of a ``veri_test*.txt`` file: ``<1|0> <enroll .wav> <test .wav>`` per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"VoxCeleb1 trial list not found: {path}")
-    trials: List[Trial] = []
-    for n, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 3 or parts[0] not in ("0", "1"):
-            raise ValueError(f"{path}:{n}: expected '<1|0> <enroll .wav> <test .wav>', got {line.strip()!r}")
-        trials.append((int(parts[0]), check_rel_path(parts[1], f"{path}:{n}"), check_rel_path(parts[2], f"{path}:{n}")))
-    if not trials:
-        raise ValueError(f"{path}: the trial list is empty")
-    if len({t[0] for t in trials}) < 2:
-        raise ValueError(f"{path}: the trial list needs both target (1) and non-target (0) trials")
-    return trials
-
-
-def _trial_examples(data_dir: Path, trials: Sequence[Trial], where: Path, min_samples: int) -> List[Example]:
-    roots = voxceleb_roots(data_dir, ("test/wav", "wav"))
-    rels = sorted({t[1] for t in trials} | {t[2] for t in trials})
-    examples = [Example(r, segment_for(resolve_wav(roots, r, str(where)), min_samples), r.split("/")[0]) for r in rels]
-    return examples
-
-
-def voxceleb1_verification(data_dir: Path, trials_file="veri_test.txt", dev_trials_file=None,
-                           min_train_seconds: float = 2.0, min_samples: int = 400):
-    """Training examples (VoxCeleb1 dev, short files dropped), trial utterances and trial lists.
-
-    Returns ``(splits, trials, notes)``: ``splits`` maps train/dev/test to examples (dev/test:
-    one example per utterance in the trials, id = relative path), ``trials`` maps dev/test to
-    their trial lists, ``notes`` counts what was filtered.
-    """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"VoxCeleb1 folder not found: {data_dir}")
-
-    def _path(name) -> Path:
-        return Path(name) if Path(name).is_absolute() else data_dir / name
-
-    test_path = _path(trials_file)
-    test_trials = read_trials(test_path)
-    dev_path = _path(dev_trials_file) if dev_trials_file else test_path
-    dev_trials = read_trials(dev_path) if dev_trials_file else test_trials
-    trial_speakers = {r.split("/")[0] for t in test_trials + dev_trials for r in t[1:]}
-
-    if (data_dir / "dev" / "wav").is_dir():
-        train_root, held_out = data_dir / "dev" / "wav", set()
-    elif (data_dir / "wav").is_dir():
-        train_root = data_dir / "wav"
-        held_out = {p.name for p in train_root.iterdir() if p.is_dir()} & trial_speakers
-    else:
-        raise FileNotFoundError(f"{data_dir}: no VoxCeleb1 training audio (expected dev/wav/ or wav/)")
-    min_keep = int(round(float(min_train_seconds) * SAMPLE_RATE))
-    train: List[Example] = []
-    dropped = 0
-    speaker_dirs = sorted(p for p in train_root.iterdir() if p.is_dir() and p.name not in held_out)
-    for spk_dir in speaker_dirs:
-        for wav in audio_files(spk_dir, "*/*"):
-            rel = f"{spk_dir.name}/{wav.parent.name}/{wav.name}"
-            seg = segment_for(wav, min_samples)
-            if seg.num_samples <= min_keep:
-                dropped += 1
-                continue
-            train.append(Example(utterance_name(rel), seg, spk_dir.name))
-    if not train:
-        raise ValueError(f"{train_root}: no training files longer than {min_train_seconds:g} s "
-                         f"({dropped} shorter ones dropped, {len(held_out)} trial speakers held out)")
-    check_unique_ids((e.id for e in train), str(train_root))
-    overlap = sorted({e.label for e in train} & trial_speakers)
-    splits = {"train": train,
-              "dev": _trial_examples(data_dir, dev_trials, dev_path, min_samples),
-              "test": _trial_examples(data_dir, test_trials, test_path, min_samples)}
-    notes = {
-        "train_root": str(train_root),
-        "train_files_kept": len(train),
-        "train_files_dropped_short": dropped,
-        "min_train_seconds": float(min_train_seconds),
-        "train_speakers": len({e.label for e in train}),
-        "trial_speakers_held_out_of_training": len(held_out),
-        "trial_speakers_also_in_training": len(overlap),
-        "dev_trials": str(dev_path) + ("" if dev_trials_file else " (= the test trials: SUPERB has no dev set)"),
-        "test_trials": str(test_path),
-        "trials": {"dev": _count(dev_trials), "test": _count(test_trials)},
-    }
-    return splits, {"dev": dev_trials, "test": test_trials}, notes
-
-
-def _count(trials: Sequence[Trial]) -> Dict[str, int]:
-    target = sum(t[0] for t in trials)
-    return {"target": target, "nontarget": len(trials) - target}
 
 
 # -- head ----------------------------------------------------------------------------------------
@@ -269,8 +126,10 @@ class SpeakerVerification(Task):
     title = "Automatic speaker verification"
     category = "speaker"
     dataset = "VoxCeleb1 (dev for training, Vox1-O trials)"
-    metrics = {"eer": False, "min_dcf": False}
+    metrics = {"eer": Metric(LOWER, PERCENT), "min_dcf": Metric(LOWER, "detection cost (NIST SRE, not percent)")}
     primary_metric = "eer"
+    leaderboard = Board("Speaker verification", (Column("EER", ("eer",), 9.56, 5.11),), position=7)
+    submission = (Submission("sv_public", "predict.txt", "pair_score", ("predict.txt", "test_predict.txt", "scores.txt")),)
     mini_split = "voxceleb1"
     data_help = "VoxCeleb1 folder holding dev/wav/ and test/wav/ (or wav/) and veri_test.txt"
 
@@ -343,5 +202,5 @@ class SpeakerVerification(Task):
         return [write_lines(d / "predict.txt", pairs), write_lines(d / "scores.txt", plain)]
 
 
-__all__ = ["SpeakerVerification", "XVectorHead", "am_softmax_loss", "equal_error_rate", "min_dcf",
+__all__ = ["SpeakerVerification", "XVectorHead", "am_softmax_loss",
            "read_trials", "voxceleb1_verification"]

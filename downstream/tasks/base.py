@@ -6,63 +6,74 @@ predictions with the task's official metric, and writes the prediction files the
 reads. It never sees the upstream: the runner hands it ``feats [B, T, D]`` and exact ``lengths``.
 
 Metrics are reported in the units SUPERB displays (percentages for accuracy and error rates);
-:data:`METRIC_UNITS` names the unit of every metric and goes into ``results.json``.
+each task declares the unit of every metric it reports (``Metric(direction, unit)``), and
+``results.json`` ``metric_units`` / ``higher_is_better`` come from that declaration.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ..audio import AudioSegment
+from ..example import Example  # noqa: F401  (re-exported: tasks import it from here)
 from ..fileio import atomic_write_text
-
-
-#: the unit of every metric a task reports (results.json ``metric_units``)
-METRIC_UNITS: Dict[str, str] = {
-    **{m: "percent" for m in ("accuracy", "wer", "cer", "per", "eer", "der", "miss", "false_alarm", "confusion",
-                              "slot_type_f1", "slot_value_cer", "wer_constant", "cer_constant", "accept",
-                              "balanced_accuracy")},
-    "min_dcf": "detection cost (NIST SRE, not percent)",
-    "mtwv": "MTWV x 100", "atwv": "ATWV x 100", "threshold": "detection score threshold",
-    "pesq": "PESQ (wide-band MOS-LQO)", "pesq_input": "PESQ (wide-band MOS-LQO)", "pesq_failed": "utterances",
-    "stoi": "STOI (fraction, 0-1)", "stoi_input": "STOI (fraction, 0-1)",
-    "si_sdri": "dB", "si_sdr": "dB", "si_sdr_input": "dB",
-    "mcd": "MCD dB", "mcd_source": "MCD dB",
-    "bleu": "BLEU", "bleu_constant": "BLEU",
-}
+from .declaration import Board, Metric, Submission
 
 
 @dataclass(frozen=True)
-class Example:
-    """One labelled utterance (or segment of a file)."""
+class TaskContext:
+    """What a task may know of the run it is part of; the runner builds it once, after loading the
+    upstream, and hands it to the task's constructor. Nothing else of the runner reaches a task.
 
-    id: str
-    audio: AudioSegment
-    label: Any
+    ``upstream_states(examples)`` returns every hidden state the featurizer would see (float32
+    ``[B, T, D]`` each) and the exact frame lengths; tasks without training (QbE) use it in
+    :meth:`Task.run_untrained`. ``layer`` is ``featurizer.layer`` of the config (None: the
+    weighted sum). Tests build tasks with only the fields they need."""
+
+    #: 16 kHz samples per upstream frame (SD frames its labels with it)
+    downsample_rate: int = 0
+    #: feature size of each hidden state reaching the featurizer
+    hidden_sizes: Tuple[int, ...] = ()
+    #: the run directory (predictions go to ``<output_dir>/predictions``)
+    output_dir: Optional[Path] = None
+    upstream_states: Optional[Callable[[Sequence[Example]], Tuple[List[torch.Tensor], torch.Tensor]]] = None
+    #: the evaluation batch budget (``batch.eval_max_seconds``)
+    eval_max_seconds: float = 0.0
+    layer: Optional[int] = None
 
 
 class Task:
+    """One SUPERB task. The class body declares everything about the task (read without importing
+    it by :func:`superb.downstream.tasks.task_info`; values are literals or calls of the classes of
+    :mod:`.declaration`); the methods implement it."""
+
     name: str = ""
     title: str = ""
     category: str = ""
     dataset: str = ""
-    #: metric name -> higher is better
-    metrics: Dict[str, bool] = {}
+    #: every metric the task reports (scores, then internal reference values), with direction and unit
+    metrics: Dict[str, Metric] = {}
     primary_metric: str = ""
     #: the corpus split of the mini corpus this task trains on
     mini_split: str = ""
+    #: the recipe: a name in ``superb.recipes`` (default: the task's name) or a ``.yaml`` file next
+    #: to the task's module (plug-in tasks)
+    recipe: str = ""
+    #: the task's place on the leaderboard (None: not a leaderboard task)
+    leaderboard: Optional[Board] = None
+    #: the files of a leaderboard submission it fills (first: its main output)
+    submission: Tuple[Submission, ...] = ()
     #: what --data points at
     data_help: str = ""
-    #: False for tasks without training (QbE): the runner calls ``run_untrained(runner)`` instead
+    #: False for tasks without training (QbE): the runner builds no featurizer or head and calls
+    #: ``run_untrained(splits)`` instead
     trainable: bool = True
     #: fold names for cross-validated tasks (ER); ``task.fold: all`` in the config runs every fold
     folds: tuple = ()
-    #: the upstream's samples per frame; the runner sets it before ``prepare`` (SD frames its labels)
-    downsample_rate = None
     #: filled by ``prepare``: counts of what the loader filtered or dropped (and why), copied into
     #: ``results.json`` under ``data.notes`` so no filtering is silent
     data_notes: Dict[str, Any] = {}
@@ -70,8 +81,9 @@ class Task:
     #: ``decoder``, ``kenlm``): ``superb evaluate RUN --set task.<key>=...`` may change them
     decode_settings: tuple = ()
 
-    def __init__(self, cfg: Dict[str, Any]):
+    def __init__(self, cfg: Dict[str, Any], context: Optional[TaskContext] = None):
         self.cfg = dict(cfg)
+        self.context = context if context is not None else TaskContext()
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
@@ -80,7 +92,7 @@ class Task:
 
     def mini_data(self, profile: str, cache_dir, seed: int) -> Path:
         """Build (on first use) and return the mini-corpus directory for this task."""
-        from ..corpora.mini import ensure_split
+        from ..mini import ensure_split
 
         return ensure_split(self.mini_split, profile=profile, cache_dir=cache_dir, seed=seed)
 
@@ -115,44 +127,32 @@ class Task:
                           predictions: Sequence[Any]) -> List[Path]:
         raise NotImplementedError
 
-    def run_untrained(self, runner) -> Dict[str, Any]:
-        """For ``trainable = False`` tasks: evaluate with ``runner.upstream_states(examples)`` and
-        return ``{"metrics": {split: {...}}, "predictions": {split: [relative paths]},
-        "layer_weights": [...]}`` (extra keys are copied into results.json)."""
+    def run_untrained(self, splits: Dict[str, List[Example]]) -> Dict[str, Any]:
+        """For ``trainable = False`` tasks: evaluate ``splits`` with ``self.context.upstream_states``
+        and return ``{"metrics": {split: {...}}, "predictions": {split: [paths relative to the run
+        directory]}, "layer_weights": [...]}`` (extra keys are copied into results.json)."""
         raise NotImplementedError
 
     @classmethod
+    def higher_is_better(cls) -> Dict[str, bool]:
+        """``{metric: higher is better}`` of every metric the task declares."""
+        return {m: d.higher_is_better for m, d in cls.metrics.items()}
+
+    @classmethod
     def metric_units(cls, names=None) -> Dict[str, str]:
-        """``{metric: unit}`` for ``names`` (default: the task's metrics); unknown names are an error."""
+        """``{metric: unit}`` for ``names`` (default: the task's metrics); a name the task does not
+        declare in ``metrics`` is an error."""
         names = sorted(names if names is not None else cls.metrics)
-        missing = [n for n in names if n not in METRIC_UNITS]
+        missing = [n for n in names if n not in cls.metrics]
         if missing:
-            raise KeyError(f"no unit for metric(s) {', '.join(missing)} of task {cls.name}: add them to METRIC_UNITS "
-                           "in superb/downstream/tasks/base.py")
-        return {n: METRIC_UNITS[n] for n in names}
+            raise KeyError(f"task {cls.name} reported metric(s) {', '.join(missing)} it does not declare: add them to "
+                           f"the metrics of {cls.__module__}.{cls.__qualname__}")
+        return {n: cls.metrics[n].unit for n in names}
 
     def is_better(self, new: float, old) -> bool:
         if old is None:
             return True
-        return new > old if self.metrics[self.primary_metric] else new < old
-
-
-def masked_mean(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid frames of ``[B, T, D]`` features."""
-    mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]).to(feats.dtype)
-    return (feats * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).to(feats.dtype).unsqueeze(-1)
-
-
-class UtterancePooledHead(nn.Module):
-    """SUPERB's utterance-level head: linear projector -> mean pooling -> linear classifier."""
-
-    def __init__(self, input_dim: int, projector_dim: int, num_classes: int):
-        super().__init__()
-        self.projector = nn.Linear(input_dim, projector_dim)
-        self.classifier = nn.Linear(projector_dim, num_classes)
-
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.classifier(masked_mean(self.projector(feats), lengths))
+        return new > old if self.metrics[self.primary_metric].higher_is_better else new < old
 
 
 def write_lines(path: Path, lines: Sequence[str]) -> Path:

@@ -34,7 +34,6 @@ over the 4 classes, cross entropy. Metric: accuracy (%), higher is better. Predi
 """
 from __future__ import annotations
 
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -44,62 +43,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import check_unique_ids, segment_for
-from ..fileio import read_lines
-from .base import Example, Task, UtterancePooledHead, write_lines
-from .sid import accuracy
+from ..corpora.iemocap import IEMOCAP_LABELS, MERGE, SESSIONS, iemocap_manifest, prepare_iemocap  # noqa: F401
+from ..heads.pooling import UtterancePooledHead
+from ..metrics.classification import accuracy
+from .base import Example, Task, write_lines
+from .declaration import Board, Column, HIGHER, Metric, PERCENT, Submission
 
 CLASSES = ("neu", "hap", "ang", "sad")
-MERGE = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
-#: every categorical label of the IEMOCAP EmoEvaluation consensus lines
-IEMOCAP_LABELS = ("neu", "hap", "exc", "ang", "sad", "fru", "sur", "fea", "dis", "oth", "xxx")
-SESSIONS = ("1", "2", "3", "4", "5")
-_LINE = re.compile(r"^\[\s*([0-9.]+)\s*-\s*([0-9.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[.*\]\s*$")
-
-
-def iemocap_manifest(root: Path, min_samples: int = 400):
-    """All labelled IEMOCAP utterances: ``(examples by session, dropped label counts)``.
-
-    Examples carry the merged 4-class label; utterances with other labels are counted, not kept.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"IEMOCAP folder not found: {root}")
-    by_session: Dict[str, List[Example]] = {}
-    dropped: Counter = Counter()
-    for s in SESSIONS:
-        sess = root / f"Session{s}"
-        emo_dir = sess / "dialog" / "EmoEvaluation"
-        if not emo_dir.is_dir():
-            raise FileNotFoundError(f"IEMOCAP: {emo_dir} not found (all five sessions are needed)")
-        files = sorted(emo_dir.glob("Ses*.txt"))
-        if not files:
-            raise FileNotFoundError(f"IEMOCAP: no Ses*.txt label files in {emo_dir}")
-        examples: List[Example] = []
-        for path in files:
-            dialog = path.stem
-            for n, line in enumerate(read_lines(path), 1):
-                m = _LINE.match(line.strip())
-                if not m:
-                    continue
-                utt, label = m.group(3), m.group(4)
-                if label not in IEMOCAP_LABELS:
-                    raise ValueError(f"{path}:{n}: unknown emotion label {label!r} for {utt} "
-                                     f"(IEMOCAP labels: {', '.join(IEMOCAP_LABELS)})")
-                if not utt.startswith(dialog):
-                    raise ValueError(f"{path}:{n}: utterance {utt} does not belong to dialog {dialog}")
-                if label not in MERGE:
-                    dropped[label] += 1
-                    continue
-                wav = sess / "sentences" / "wav" / dialog / f"{utt}.wav"
-                if not wav.is_file():
-                    raise FileNotFoundError(f"{path}:{n}: audio of {utt} not found: {wav}")
-                examples.append(Example(utt, segment_for(wav, min_samples), MERGE[label]))
-        if not examples:
-            raise ValueError(f"IEMOCAP Session{s}: no utterance with one of the labels {', '.join(MERGE)}")
-        check_unique_ids((e.id for e in examples), f"IEMOCAP Session{s}")
-        by_session[s] = examples
-    return by_session, dict(sorted(dropped.items()))
 
 
 def fold_splits(by_session: Dict[str, List[Example]], fold: str, valid_ratio: float = 0.2,
@@ -122,8 +72,10 @@ class EmotionRecognition(Task):
     title = "Emotion recognition"
     category = "paralinguistic"
     dataset = "IEMOCAP (4 classes, 5 folds)"
-    metrics = {"accuracy": True}
+    metrics = {"accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    leaderboard = Board("Emotion recognition", (Column("Acc", ("accuracy", "acc"), 48.23672168, 67.62),), position=5)
+    submission = (Submission("er_fold{fold}_public", "predict.txt", "utt_label", ("predict.txt",)),)
     mini_split = "iemocap"
     data_help = "IEMOCAP release folder holding Session1/ ... Session5/"
     folds = SESSIONS
@@ -135,7 +87,7 @@ class EmotionRecognition(Task):
         if fold not in SESSIONS:
             raise ValueError(f"task.fold={fold!r}: ER needs one fold of {', '.join(SESSIONS)} here; "
                              "'all' runs every fold through `superb run` (benchmark.runner.run_benchmark)")
-        by_session, dropped = iemocap_manifest(Path(data_dir), int(self.cfg.get("min_samples", 400)))
+        by_session, dropped = prepare_iemocap(Path(data_dir), int(self.cfg.get("min_samples", 400)))
         splits = fold_splits(by_session, fold, float(self.cfg.get("valid_ratio", 0.2)), int(self.cfg.get("dev_seed", 0)))
         kept = Counter(e.label for ex in by_session.values() for e in ex)
         self.data_notes = {

@@ -24,55 +24,18 @@ with ``<id>,<action>,<object>,<location>`` lines (no header), as s3prl writes th
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..audio import check_unique_ids, segment_for
-from ..fileio import read_text
-from .base import Example, Task, UtterancePooledHead, write_lines
-from .sid import accuracy
-
-SLOTS = ("action", "object", "location")
-SPLIT_FILES = {"train": "train_data.csv", "dev": "valid_data.csv", "test": "test_data.csv"}
-COLUMNS = ("path", "speakerId", "transcription") + SLOTS
-
-
-def read_fsc_csv(root: Path, csv_path: Path, min_samples: int = 400) -> List[Example]:
-    """Examples of one FSC CSV; labels are ``(action, object, location)`` tuples."""
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"Fluent Speech Commands CSV not found: {csv_path}")
-    examples: List[Example] = []
-    with io.StringIO(read_text(csv_path), newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{csv_path}: missing column(s) {', '.join(missing)} (header {reader.fieldnames})")
-        for row in reader:
-            line = reader.line_num
-            rel = (row["path"] or "").strip()
-            slots = tuple((row[s] or "").strip() for s in SLOTS)
-            if not rel or not all(slots):
-                raise ValueError(f"{csv_path}:{line}: empty path or slot value in {row}")
-            wav = root / rel
-            if not wav.is_file():
-                raise FileNotFoundError(f"{csv_path}:{line}: audio file {rel} not found under {root}")
-            examples.append(Example(Path(rel).stem, segment_for(wav, min_samples), slots))
-    if not examples:
-        raise ValueError(f"{csv_path}: no rows")
-    check_unique_ids((e.id for e in examples), str(csv_path))
-    return examples
-
-
-def fluent_commands_manifest(root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Fluent Speech Commands folder not found: {root}")
-    return {split: read_fsc_csv(root, root / "data" / name, min_samples) for split, name in SPLIT_FILES.items()}
+from ..corpora.fluent_speech_commands import (COLUMNS, SLOTS, SPLIT_FILES, fluent_commands_manifest,  # noqa: F401
+                                              prepare_fluent_speech_commands, read_fsc_csv)
+from ..heads.pooling import UtterancePooledHead
+from ..metrics.classification import accuracy
+from .base import Example, Task, write_lines
+from .declaration import Board, Column, HIGHER, Metric, PERCENT, Submission
 
 
 class IntentClassification(Task):
@@ -80,15 +43,17 @@ class IntentClassification(Task):
     title = "Intent classification"
     category = "semantic"
     dataset = "Fluent Speech Commands"
-    metrics = {"accuracy": True}
+    metrics = {"accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    leaderboard = Board("Intent classification", (Column("Acc", ("accuracy", "acc"), 9.649354219, 98.76),), position=3)
+    submission = (Submission("ic_public", "predict.csv", "ic_csv", ("predict.csv", "test_predict.csv")),)
     mini_split = "fluent_commands"
     data_help = "fluent_speech_commands_dataset folder holding data/*.csv and wavs/"
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("IC needs --data pointing at the fluent_speech_commands_dataset folder")
-        splits = fluent_commands_manifest(Path(data_dir), int(self.cfg.get("min_samples", 400)))
+        splits = prepare_fluent_speech_commands(Path(data_dir), int(self.cfg.get("min_samples", 400)))
         self.values: Tuple[Tuple[str, ...], ...] = tuple(
             tuple(sorted({e.label[k] for e in splits["train"]})) for k in range(len(SLOTS)))
         for split in ("dev", "test"):

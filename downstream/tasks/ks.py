@@ -41,100 +41,13 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..audio import SAMPLE_RATE, AudioError, audio_files, segment_for
-from ..fileio import read_lines
-from .base import Example, Task, UtterancePooledHead, write_lines
-
-COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-UNKNOWN = "_unknown_"
-SILENCE = "_silence_"
-CLASSES = COMMANDS + (UNKNOWN, SILENCE)
-TRAIN_DIR = "speech_commands_v0.01"
-TEST_DIR = "speech_commands_test_set_v0.01"
-
-
-def _read_list(path: Path) -> List[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"Speech Commands list file missing: {path}")
-    return [line.strip() for line in read_lines(path) if line.strip()]
-
-
-def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
-    """Parse the Speech Commands v0.01 archives into train/dev/test examples with 12 labels."""
-    train_root, test_root = Path(train_root), Path(test_root)
-    for root in (train_root, test_root):
-        if not root.is_dir():
-            raise FileNotFoundError(f"Speech Commands folder not found: {root}")
-    cache: Dict[str, int] = {}
-    val = set(_read_list(train_root / "validation_list.txt"))
-    tst = set(_read_list(train_root / "testing_list.txt"))
-    for listed in sorted(val | tst):
-        if not (train_root / listed).is_file():
-            raise FileNotFoundError(f"{train_root}: file {listed!r} named in a list file does not exist")
-    splits: Dict[str, List[Example]] = {"train": [], "dev": [], "test": []}
-    word_dirs = sorted(p for p in train_root.iterdir() if p.is_dir() and not p.name.startswith("_"))
-    if not word_dirs:
-        raise FileNotFoundError(f"{train_root}: no word folders found")
-    for word_dir in word_dirs:
-        label = word_dir.name if word_dir.name in COMMANDS else UNKNOWN
-        for wav in audio_files(word_dir):
-            rel = f"{word_dir.name}/{wav.name}"
-            if rel in tst:
-                continue
-            split = "dev" if rel in val else "train"
-            splits[split].append(Example(rel, segment_for(wav, min_samples, info_cache=cache), label))
-    noise_dir = train_root / "_background_noise_"
-    noise_files = audio_files(noise_dir) if noise_dir.is_dir() else []
-    if not noise_files:
-        raise FileNotFoundError(f"{noise_dir}: no background noise files to make {SILENCE} examples from")
-    k = 0
-    for wav in noise_files:
-        seg = segment_for(wav, min_samples, info_cache=cache)
-        for i in range(seg.num_samples // SAMPLE_RATE):
-            split = "dev" if k % 10 == 0 else "train"
-            example_id = f"_background_noise_/{wav.name}#{i}"
-            splits[split].append(Example(example_id, segment_for(wav, min_samples, start=i * SAMPLE_RATE,
-                                                                num_samples=SAMPLE_RATE, info_cache=cache), SILENCE))
-            k += 1
-    label_dirs = sorted(p for p in test_root.iterdir() if p.is_dir())
-    for label_dir in label_dirs:
-        if label_dir.name not in CLASSES:
-            raise ValueError(f"{label_dir}: unexpected label folder in the test archive (expected {', '.join(CLASSES)})")
-        wavs = audio_files(label_dir)
-        if not wavs:
-            raise ValueError(f"{label_dir}: empty label folder in the test archive (no .wav files); "
-                             "the test set must be complete")
-        for wav in wavs:
-            splits["test"].append(Example(f"{label_dir.name}/{wav.name}", segment_for(wav, min_samples, info_cache=cache),
-                                          label_dir.name))
-    for split, examples in splits.items():
-        if not examples:
-            raise ValueError(f"Speech Commands {split} split is empty (train {train_root}, test {test_root})")
-    return splits
-
-
-def per_class_counts(labels: Sequence[str], predictions: Sequence[str]) -> Dict[str, Dict[str, int]]:
-    """``{class: {"examples", "correct", "predicted"}}`` for every class among the labels or the
-    predictions, in :data:`CLASSES` order (then any other label, sorted)."""
-    if len(labels) != len(predictions):
-        raise ValueError(f"KS: {len(predictions)} predictions for {len(labels)} examples")
-    seen = set(labels) | set(predictions)
-    order = [c for c in CLASSES if c in seen] + sorted(seen - set(CLASSES))
-    counts = {c: {"examples": 0, "correct": 0, "predicted": 0} for c in order}
-    for label, pred in zip(labels, predictions):
-        counts[label]["examples"] += 1
-        counts[label]["correct"] += int(label == pred)
-        counts[pred]["predicted"] += 1
-    return counts
-
-
-def balanced_accuracy(labels: Sequence[str], predictions: Sequence[str]) -> float:
-    """Mean recall (%) over the classes present in ``labels`` (sklearn's ``balanced_accuracy_score``
-    x 100): every class weighs the same however many examples it has."""
-    recalls = [c["correct"] / c["examples"] for c in per_class_counts(labels, predictions).values() if c["examples"]]
-    if not recalls:
-        raise ValueError("KS: balanced accuracy of an empty split")
-    return 100.0 * sum(recalls) / len(recalls)
+from ..audio import AudioError
+from ..corpora.speech_commands import (CLASSES, COMMANDS, SILENCE, TEST_DIR, TRAIN_DIR, UNKNOWN,  # noqa: F401
+                                      prepare_speech_commands, speech_commands_manifest)
+from ..heads.pooling import UtterancePooledHead
+from ..metrics.classification import accuracy, balanced_accuracy, per_class_counts
+from .base import Example, Task, write_lines
+from .declaration import Board, Column, HIGHER, Metric, PERCENT, Submission
 
 
 def prediction_id(example_id: str) -> str:
@@ -147,8 +60,10 @@ class KeywordSpotting(Task):
     title = "Keyword spotting"
     category = "content"
     dataset = "Speech Commands v0.01"
-    metrics = {"accuracy": True, "balanced_accuracy": True}
+    metrics = {"accuracy": Metric(HIGHER, PERCENT), "balanced_accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    leaderboard = Board("Keyword spotting", (Column("Acc", ("accuracy", "acc"), 41.3826674, 96.66),), position=2)
+    submission = (Submission("ks_public", "predict.txt", "ks_label", ("predict.txt", "test_predict.txt")),)
     mini_split = "speech_commands"
     data_help = f"folder holding {TRAIN_DIR}/ and {TEST_DIR}/"
 
@@ -158,7 +73,7 @@ class KeywordSpotting(Task):
         test_root = self.cfg.get("test_root") or (data_dir / TEST_DIR if data_dir else None)
         if train_root is None or test_root is None:
             raise ValueError("KS needs --data DIR (holding both archives) or task.train_root and task.test_root")
-        return speech_commands_manifest(Path(train_root), Path(test_root), int(self.cfg.get("min_samples", 400)))
+        return prepare_speech_commands(data_dir, Path(train_root), Path(test_root), int(self.cfg.get("min_samples", 400)))
 
     def class_labels(self, examples):
         return [e.label for e in examples] if self.cfg.get("class_balanced", True) else None
@@ -178,9 +93,8 @@ class KeywordSpotting(Task):
 
     def score(self, examples, predictions):
         labels = [e.label for e in examples]
-        correct = sum(label == p for label, p in zip(labels, predictions))
-        return {"accuracy": 100.0 * correct / len(examples),
-                "balanced_accuracy": balanced_accuracy(labels, predictions)}
+        return {"accuracy": accuracy(labels, predictions),
+                "balanced_accuracy": balanced_accuracy(labels, predictions, CLASSES)}
 
     def write_predictions(self, out_dir: Path, split: str, examples: Sequence[Example], predictions):
         rows = sorted((prediction_id(e.id), p) for e, p in zip(examples, predictions))
@@ -195,7 +109,7 @@ class KeywordSpotting(Task):
     @staticmethod
     def write_per_class(path: Path, examples: Sequence[Example], predictions) -> Path:
         """``class, examples, correct, accuracy (%, nan without examples), predicted`` per class."""
-        counts = per_class_counts([e.label for e in examples], list(predictions))
+        counts = per_class_counts([e.label for e in examples], list(predictions), CLASSES)
         table = ["class\texamples\tcorrect\taccuracy\tpredicted"] + [
             f"{c}\t{n['examples']}\t{n['correct']}\t"
             f"{100.0 * n['correct'] / n['examples'] if n['examples'] else float('nan'):.2f}\t{n['predicted']}"
@@ -203,5 +117,5 @@ class KeywordSpotting(Task):
         return write_lines(path, table)
 
 
-__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "balanced_accuracy", "per_class_counts", "prediction_id",
+__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "prediction_id",
            "speech_commands_manifest"]

@@ -54,15 +54,17 @@ import unicodedata
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-import jiwer
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import metrics as M
 from ..audio import check_unique_ids, segment_for
-from .asr import RNNCTCHead
+from ..corpora.common_voice import clip_path, common_voice_tables, read_tsv, require_columns
+from ..corpora.sbcsae import prepare_sbcsae
+from ..heads.ctc import RNNCTCHead
 from .base import Example, Task, write_lines
-from .st import clip_path, read_tsv, require_columns
+from .declaration import LOWER, Metric, PERCENT
 
 BLANK, SPACE = "<blank>", "|"
 
@@ -201,13 +203,15 @@ class OutOfDomainASR(Task):
     title = "Out-of-domain ASR (Common Voice, SBCSAE)"
     category = "content"
     dataset = "Common Voice 7.0 es / zh-CN / ar, SBCSAE (SUPERB-SG)"
-    metrics = {"wer": False, "cer": False, "wer_constant": False, "cer_constant": False}
+    metrics = {"wer": Metric(LOWER, PERCENT), "cer": Metric(LOWER, PERCENT),
+               "wer_constant": Metric(LOWER, PERCENT, internal=True),
+               "cer_constant": Metric(LOWER, PERCENT, internal=True)}
     primary_metric = "wer"
     mini_split = "commonvoice"
     data_help = "a Common Voice folder holding <lang>/{train,dev,test}.tsv and <lang>/clips/ (task.language)"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, context=None):
+        super().__init__(cfg, context)
         self.language = str(self.cfg["language"])
         self.sbcsae = self.language.lower() == "sbcsae"
         self.no_space = self.language in {str(x) for x in self.cfg["no_space_languages"]}
@@ -234,15 +238,7 @@ class OutOfDomainASR(Task):
         return splits
 
     def _prepare_common_voice(self, root: Path, min_samples: int) -> Dict[str, List[Example]]:
-        lang_dir = root / self.language if (root / self.language).is_dir() else root
-        tables = {k: lang_dir / f"{v}.tsv" for k, v in self.cfg["splits"].items()}
-        if not all(p.is_file() for p in tables.values()):
-            missing = [str(p) for p in tables.values() if not p.is_file()]
-            raise FileNotFoundError(f"Common Voice tables for language {self.language!r} not found: {', '.join(missing)}"
-                                    f" (set task.language or point --data at the release folder)")
-        clips = lang_dir / "clips"
-        if not clips.is_dir():
-            raise FileNotFoundError(f"Common Voice clips folder not found: {clips}")
+        tables, clips = common_voice_tables(root, self.language, self.cfg["splits"])
         splits: Dict[str, List[Example]] = {}
         for k in ("train", "dev", "test"):
             path = tables[k]
@@ -274,59 +270,8 @@ class OutOfDomainASR(Task):
         return splits
 
     def _prepare_sbcsae(self, root: Path, min_samples: int) -> Dict[str, List[Example]]:
-        if (root / "trn").is_dir():
-            return self._sbcsae_raw(root, min_samples)
-        tables = {k: root / f"{v}.tsv" for k, v in self.cfg["splits"].items()}
-        wav_dir = root / str(self.cfg.get("sbcsae_wav_dir") or "wav")
-        if not all(p.is_file() for p in tables.values()) or not wav_dir.is_dir():
-            raise FileNotFoundError(f"SBCSAE not found under {root}: expected trn/ + mp3/ (the download) or "
-                                    f"{{train,dev,test}}.tsv + {wav_dir.name}/ (SBCSAE-preprocess output)")
-        splits = {}
-        for k in ("train", "dev", "test"):
-            path = tables[k]
-            rows = read_tsv(path)
-            if not rows:
-                raise ValueError(f"{path}: no rows")
-            require_columns(path, rows, ("path", "sentence"))
-            exs = []
-            for n, r in enumerate(rows, 2):
-                text = " ".join(r["sentence"].split())
-                if not text:
-                    raise ValueError(f"{path}:{n}: empty sentence for clip {r['path']!r}")
-                audio = clip_path(wav_dir, r["path"], self.cfg.get("audio_ext"))
-                if not audio.is_file():
-                    raise FileNotFoundError(f"{path}:{n}: clip {audio} is missing")
-                exs.append(Example(Path(r["path"]).stem, segment_for(audio, min_samples), text))
-            check_unique_ids([e.id for e in exs], str(path))
-            splits[k] = exs
-        return splits
-
-    def _sbcsae_raw(self, root: Path, min_samples: int) -> Dict[str, List[Example]]:
-        from ..audio import audio_info
-        from ..corpora import sbcsae as S
-
-        splits = {}
-        for k in ("train", "dev", "test"):
-            exs = []
-            for name, segments in S.raw_split(root, k).items():
-                if not segments:
-                    continue
-                audio = S.recording_audio(root, int(name[3:]), self.cfg.get("audio_ext"))
-                if not audio.is_file():
-                    raise FileNotFoundError(f"SBCSAE recording {audio} is missing (transcript {name}.trn)")
-                total = audio_info(audio)
-                cache = {str(audio): total}
-                for seg in segments:
-                    first, stop = seg.sample_range(total)
-                    if stop - first < min_samples:
-                        raise ValueError(f"{audio}: segment {seg.id} ({seg.start}-{seg.end} s) lies outside or at "
-                                         f"the end of its {total} samples")
-                    exs.append(Example(seg.id, segment_for(audio, min_samples, first, stop - first, cache), seg.text))
-            if not exs:
-                raise ValueError(f"SBCSAE {k} split under {root}: no usable segment")
-            check_unique_ids([e.id for e in exs], f"SBCSAE {k}")
-            splits[k] = exs
-        return splits
+        return prepare_sbcsae(root, self.cfg.get("splits"), self.cfg.get("sbcsae_wav_dir"), self.cfg.get("audio_ext"),
+                              min_samples)
 
     def build_head(self, input_dim, downsample_rate):
         c = self.cfg
@@ -368,9 +313,9 @@ class OutOfDomainASR(Task):
 
     def _rates(self, refs: List[str], hyps: List[str]) -> Dict[str, float]:
         if self.no_space:  # characters are the units; WER over space-separated characters equals CER
-            cer = 100.0 * jiwer.cer(refs, hyps)
+            cer = 100.0 * M.cer(refs, hyps)
             return {"wer": cer, "cer": cer}
-        return {"wer": 100.0 * jiwer.wer(refs, hyps), "cer": 100.0 * jiwer.cer(refs, hyps)}
+        return {"wer": 100.0 * M.wer(refs, hyps), "cer": 100.0 * M.cer(refs, hyps)}
 
     def score(self, examples, predictions):
         refs = [e.label for e in examples]

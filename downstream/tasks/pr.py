@@ -7,7 +7,8 @@ Layout (``--data`` points at the LibriSpeech folder, or at a folder holding ``Li
     lexicon.txt                                                            # see task.lexicon
 
 Splits come from ``task.splits`` (SUPERB: train-clean-100 / dev-clean / test-clean); the
-transcripts are parsed exactly as for ASR (:func:`.asr.librispeech_manifest`).
+transcripts are parsed exactly as for ASR (:func:`superb.downstream.corpora.librispeech.read_split`,
+every transcript checked against the ASR character vocabulary).
 
 Lexicon (``task.lexicon``): one file or a list of files in the LibriSpeech g2p lexicon format,
 ``WORD PH1 PH2 ...`` (word, then its phones, separated by spaces or a tab; the format of
@@ -32,14 +33,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import jiwer
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..corpora.librispeech import read_split
 from ..fileio import read_lines
-from .asr import librispeech_manifest
+from ..heads.ctc import encode_transcript
+from ..metrics.error_rates import per
 from .base import Example, Task, write_lines
+from .declaration import Board, Column, INF, LOWER, Metric, PERCENT, Submission
 
 BLANK = "<blank>"
 
@@ -104,13 +107,15 @@ class PhonemeRecognition(Task):
     title = "Phoneme recognition"
     category = "content"
     dataset = "LibriSpeech train-clean-100 / dev-clean / test-clean + g2p lexicon"
-    metrics = {"per": False}
+    metrics = {"per": Metric(LOWER, PERCENT)}
     primary_metric = "per"
+    leaderboard = Board("Phoneme recognition", (Column("PER", ("per",), 82.01, 3.53, valid=(0, INF)),), position=1)
+    submission = (Submission("pr_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),)
     mini_split = "librispeech"
     data_help = "the LibriSpeech folder (holding train-clean-100/, dev-clean/, test-clean/); lexicon in task.lexicon"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, context=None):
+        super().__init__(cfg, context)
         self.vocab: Tuple[str, ...] = ()
         self.phone_to_id: Dict[str, int] = {}
 
@@ -141,7 +146,7 @@ class PhonemeRecognition(Task):
         min_samples = int(self.cfg.get("min_samples", 400))
         out: Dict[str, List[Example]] = {}
         for name in ("train", "dev", "test"):
-            examples = librispeech_manifest(root, splits[name], min_samples)
+            examples = read_split(root, splits[name], min_samples, check_text=encode_transcript)
             out[name] = [Example(e.id, e.audio, tuple(phonemize(e.label, lexicon, f"{e.audio.path} ({e.id})", lex_name)))
                          for e in examples]
         return out
@@ -170,17 +175,3 @@ class PhonemeRecognition(Task):
     def write_predictions(self, out_dir, split, examples, predictions):
         lines = [f"{e.id} {p}".rstrip() for e, p in sorted(zip(examples, predictions), key=lambda x: x[0].id)]
         return [write_lines(Path(out_dir) / split / "predict.ark", lines)]
-
-
-def per(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Phone error rate (fraction): jiwer's corpus-level WER over space-separated phone strings.
-
-    An empty hypothesis counts every reference phone as deleted.
-    """
-    if len(references) != len(hypotheses):
-        raise ValueError(f"PER needs as many hypotheses as references ({len(hypotheses)} vs {len(references)})")
-    if any(not r.strip() for r in references):
-        raise ValueError("PER: a reference phone sequence is empty")
-    out = jiwer.process_words(list(references), [h if h.strip() else "" for h in hypotheses])
-    errors = out.substitutions + out.deletions + out.insertions
-    return errors / sum(len(r.split()) for r in references)

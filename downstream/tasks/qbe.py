@@ -58,106 +58,21 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE, check_unique_ids, segment_for
-from ..fileio import atomic_write_bytes, read_lines
+from ..audio import SAMPLE_RATE
+from ..corpora.quesst14 import (DOC_LIST, SPLITS, GroundTruth, prepare_quesst14, read_ground_truth,  # noqa: F401
+                               read_language_key)
+from ..fileio import atomic_write_bytes
+from ..metrics.detection import actual_twv, maximum_twv
 from ..sampler import DurationBatchSampler
 from .base import Example, Task
-
-SPLITS = {"dev": "dev", "test": "eval"}
-DOC_LIST = "language_key_utterances.lst"
-
-
-@dataclass
-class GroundTruth:
-    queries: List[str]        # every tlist term, in file order
-    docs: List[str]           # every ECF excerpt (audio file stems), in file order
-    positives: Dict[str, Set[str]]  # query -> documents holding it
-
-
-# -- corpus files ------------------------------------------------------------------------------------
-def read_language_key(path: Path, root: Path, language: str) -> List[Tuple[str, Path]]:
-    """``(name, audio path)`` of the entries in ``language`` (the first path component is dropped)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"QUESST language key list not found: {path}")
-    out = []
-    for n, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) != 2:
-            raise ValueError(f"{path}:{n}: expected '<audio path> <language>', got {line.strip()!r}")
-        rel, lang = fields
-        if lang != language:
-            continue
-        rel = re.sub(r"^[^/]*/", "", rel)
-        out.append((Path(rel).stem, root / rel))
-    return out
-
-
-def _xml_root(path: Path, tag: str) -> ET.Element:
-    try:
-        elem = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise ValueError(f"{path}: not valid XML ({exc})") from None
-    if elem.tag != tag:
-        raise ValueError(f"{path}: expected a <{tag}> document, found <{elem.tag}>")
-    return elem
-
-
-def _one(folder: Path, pattern: str) -> Path:
-    found = sorted(folder.glob(pattern))
-    if len(found) != 1:
-        raise FileNotFoundError(f"{folder}: expected exactly one {pattern} file, found {len(found)}")
-    return found[0]
-
-
-def read_ground_truth(folder: Path) -> GroundTruth:
-    """tlist terms, ECF documents and RTTM LEXEME occurrences of one ground-truth folder."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"QUESST ground-truth folder not found: {folder}")
-    tlist = _one(folder, "*.tlist.xml")
-    queries = []
-    for term in _xml_root(tlist, "termlist").iter("term"):
-        if "termid" not in term.attrib:
-            raise ValueError(f"{tlist}: a <term> has no termid attribute")
-        queries.append(term.attrib["termid"])
-    ecf = _one(folder, "*.ecf.xml")
-    docs = []
-    for ex in _xml_root(ecf, "ecf").iter("excerpt"):
-        if "audio_filename" not in ex.attrib:
-            raise ValueError(f"{ecf}: an <excerpt> has no audio_filename attribute")
-        docs.append(Path(ex.attrib["audio_filename"]).stem)
-    for name, items in (("term", queries), ("document", docs)):
-        if not items:
-            raise ValueError(f"{folder}: no {name}s found")
-        if len(set(items)) != len(items):
-            raise ValueError(f"{folder}: a {name} is listed twice")
-    rttm = _one(folder, "*.rttm")
-    positives: Dict[str, Set[str]] = {}
-    qset, dset = set(queries), set(docs)
-    for n, line in enumerate(read_lines(rttm), 1):
-        fields = line.split()
-        if not fields or fields[0] != "LEXEME":
-            continue
-        if len(fields) < 6:
-            raise ValueError(f"{rttm}:{n}: a LEXEME line needs at least 6 fields, got {line.strip()!r}")
-        doc, query = Path(fields[1]).stem, fields[5]
-        if query not in qset:
-            raise ValueError(f"{rttm}:{n}: query {query!r} is not a term of {tlist.name}")
-        if doc not in dset:
-            raise ValueError(f"{rttm}:{n}: document {doc!r} is not in {ecf.name}")
-        positives.setdefault(query, set()).add(doc)
-    return GroundTruth(queries, docs, positives)
-
+from .declaration import Board, Column, HIGHER, INF, Metric, Submission
 
 # -- matching ---------------------------------------------------------------------------------------
 def frame_distances(query: torch.Tensor, docs: torch.Tensor, method: str) -> torch.Tensor:
@@ -226,49 +141,6 @@ def znorm(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean()) / max(float(scores.std()), 1e-9)
 
 
-# -- TWV ----------------------------------------------------------------------------------------------
-def twv_weights(targets: np.ndarray, beta: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-trial TWV contributions of a detection and the mask of scored queries (N_true > 0)."""
-    n_docs = targets.shape[1]
-    n_true = targets.sum(1)
-    scored = n_true > 0
-    q = int(scored.sum())
-    if q == 0:
-        raise ValueError("TWV: no query has an occurrence in the ground truth")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hit = 1.0 / (q * n_true)
-        fa = -beta / (q * (n_docs - n_true))
-    w = np.where(targets, hit[:, None], fa[:, None])
-    return w[scored], scored
-
-
-def maximum_twv(scores: np.ndarray, targets: np.ndarray, beta: float) -> Tuple[float, float]:
-    """``(MTWV, threshold)``: the best TWV over thresholds (detect when score >= threshold).
-
-    ``scores`` and ``targets`` are ``[queries, documents]``; ``TWV(theta)`` is the sum of the
-    contributions of detected trials, ``1 / (Q N_true(q))`` for a hit and
-    ``-beta / (Q (N_docs - N_true(q)))`` for a false alarm. Detecting nothing gives 0.
-    """
-    w, scored = twv_weights(targets.astype(bool), beta)
-    s = scores[scored].ravel()
-    w = w.ravel()
-    order = np.argsort(-s, kind="stable")
-    s, w = s[order], w[order]
-    csum = np.cumsum(w)
-    ends = np.nonzero(np.r_[s[1:] != s[:-1], True])[0]  # last index of each group of equal scores
-    values = csum[ends]
-    k = int(np.argmax(values))
-    if values[k] <= 0:
-        return 0.0, float("inf")
-    return float(values[k]), float(s[ends[k]])
-
-
-def actual_twv(scores: np.ndarray, targets: np.ndarray, beta: float, threshold: float) -> float:
-    """TWV of the decisions ``score > threshold``."""
-    w, scored = twv_weights(targets.astype(bool), beta)
-    return float(w[scores[scored] > threshold].sum())
-
-
 def write_stdlist(path: Path, query_names: Sequence[str], doc_names: Sequence[str], scores: np.ndarray,
                   threshold: float) -> Path:
     """NIST STD 2006 detection list (the layout s3prl writes for the QUESST scorer)."""
@@ -294,14 +166,17 @@ class QueryByExample(Task):
     title = "Query-by-example spoken term detection"
     category = "content"
     dataset = "QUESST 2014 (English queries and documents)"
-    metrics = {"mtwv": True, "atwv": True}
+    metrics = {"mtwv": Metric(HIGHER, "MTWV x 100"), "atwv": Metric(HIGHER, "ATWV x 100")}
     primary_metric = "mtwv"
+    leaderboard = Board("Query by example", (Column("MTWV", ("mtwv",), 0.58, 7.36, unit="x100", valid=(-INF, 100.0)),),
+                        position=9, splits=("test", "eval"))  # MTWV reported x 100 already: scale 1
+    submission = (Submission("qbe_public", "benchmark.stdlist.xml", "stdlist_xml", ("benchmark.stdlist.xml",)),)
     mini_split = "quesst"
     data_help = "the quesst14Database folder (audio converted to 16 kHz)"
     trainable = False
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, context=None):
+        super().__init__(cfg, context)
         self.ground_truth: Dict[str, GroundTruth] = {}
 
     def build_head(self, input_dim, downsample_rate):
@@ -315,43 +190,17 @@ class QueryByExample(Task):
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("QbE needs --data pointing at the quesst14Database folder")
-        root = Path(data_dir)
-        if not (root / "scoring").is_dir() and (root / "quesst14Database" / "scoring").is_dir():
-            root = root / "quesst14Database"
-        lang = str(self.cfg["language"])
-        min_samples = int(self.cfg.get("min_samples", 400))
-        scoring = root / "scoring"
-        cache: Dict[str, int] = {}
-        out: Dict[str, List[Example]] = {}
-        docs = read_language_key(scoring / DOC_LIST, root, lang)
-        if not docs:
-            raise ValueError(f"{scoring / DOC_LIST}: no documents in language {lang!r}")
-        out["docs"] = [Example(n, segment_for(p, min_samples, info_cache=cache), None) for n, p in docs]
-        check_unique_ids([e.id for e in out["docs"]], str(scoring / DOC_LIST))
-        for split, name in SPLITS.items():
-            lst = scoring / f"language_key_{name}.lst"
-            queries = read_language_key(lst, root, lang)
-            if not queries:
-                raise ValueError(f"{lst}: no queries in language {lang!r}")
-            gt = read_ground_truth(scoring / f"groundtruth_quesst14_{name}")
-            missing_q = [q for q, _ in queries if q not in set(gt.queries)]
-            if missing_q:
-                raise ValueError(f"{lst}: queries {missing_q[:5]} are not terms of the {name} tlist")
-            missing_d = [d for d, _ in docs if d not in set(gt.docs)]
-            if missing_d:
-                raise ValueError(f"{scoring / DOC_LIST}: documents {missing_d[:5]} are not in the {name} ECF")
-            self.ground_truth[split] = gt
-            out[split] = [Example(n, segment_for(p, min_samples, info_cache=cache), name) for n, p in queries]
-            check_unique_ids([e.id for e in out[split]], str(lst))
-        return out
+        splits, truth = prepare_quesst14(Path(data_dir), str(self.cfg["language"]), int(self.cfg.get("min_samples", 400)))
+        self.ground_truth.update(truth)
+        return splits
 
     # -- features ------------------------------------------------------------------------------------
-    def _layer_groups(self, runner, examples: Sequence[Example], layers: Sequence[int]) -> List[List[int]]:
-        frames = sum(e.audio.num_samples for e in examples) / runner.upstream.downsample_rate
+    def _layer_groups(self, examples: Sequence[Example], layers: Sequence[int]) -> List[List[int]]:
+        frames = sum(e.audio.num_samples for e in examples) / self.context.downsample_rate
         budget = float(self.cfg["cache_gb"]) * (1 << 30)
         groups, cur, used = [], [], 0.0
         for layer in layers:
-            need = frames * runner.hidden_sizes[layer] * 4
+            need = frames * self.context.hidden_sizes[layer] * 4
             if cur and used + need > budget:
                 groups.append(cur)
                 cur, used = [], 0.0
@@ -359,14 +208,14 @@ class QueryByExample(Task):
             used += need
         return groups + ([cur] if cur else [])
 
-    def _extract(self, runner, examples: Sequence[Example], layers: Sequence[int]) -> Dict[int, List[torch.Tensor]]:
+    def _extract(self, examples: Sequence[Example], layers: Sequence[int]) -> Dict[int, List[torch.Tensor]]:
         feats: Dict[int, List[Optional[torch.Tensor]]] = {layer: [None] * len(examples) for layer in layers}
-        budget = int(float(runner.config["batch"]["eval_max_seconds"]) * SAMPLE_RATE)
+        budget = int(self.context.eval_max_seconds * SAMPLE_RATE)
         sampler = DurationBatchSampler([e.audio.num_samples for e in examples], budget, shuffle=False,
                                        ids=[e.id for e in examples])
         with torch.no_grad():
             for batch in sampler.epoch_batches():
-                hidden, lengths = runner.upstream_states([examples[i] for i in batch])
+                hidden, lengths = self.context.upstream_states([examples[i] for i in batch])
                 for layer in layers:
                     h = hidden[layer]
                     for b, i in enumerate(batch):
@@ -408,20 +257,19 @@ class QueryByExample(Task):
         atwv = actual_twv(full, targets, self.beta, float(self.cfg["decision_threshold"]))
         return {"mtwv": 100.0 * mtwv, "atwv": 100.0 * atwv, "threshold": threshold}
 
-    def run_untrained(self, runner) -> Dict:
+    def run_untrained(self, splits: Dict[str, List[Example]]) -> Dict:
         for key in ("step_pattern", "subsequence"):
             if (key, self.cfg[key]) not in (("step_pattern", "asymmetric"), ("subsequence", True)):
                 raise ValueError(f"task.{key}={self.cfg[key]!r}: only the SUPERB setting (asymmetric, "
                                  "subsequence) is implemented")
-        splits = runner.splits
-        n_layers = len(runner.hidden_sizes)
-        chosen = runner.config["featurizer"].get("layer")
+        n_layers = len(self.context.hidden_sizes)
+        chosen = self.context.layer
         layers = [int(chosen) % n_layers] if chosen is not None else list(range(n_layers))
         docs = splits["docs"]
         everything = splits["dev"] + splits["test"] + docs
         per_layer: Dict[int, Dict[str, Dict]] = {}
-        for group in self._layer_groups(runner, everything, layers):
-            feats = self._extract(runner, everything, group)
+        for group in self._layer_groups(everything, layers):
+            feats = self._extract(everything, group)
             for layer in group:
                 f = feats.pop(layer)
                 n_dev, n_test = len(splits["dev"]), len(splits["test"])
@@ -433,14 +281,14 @@ class QueryByExample(Task):
                     res = self.evaluate_scores(split, [e.id for e in splits[split]], [e.id for e in docs], scores)
                     per_layer[layer][split] = {"scores": scores, **res}
         best = max(layers, key=lambda k: (per_layer[k]["dev"]["mtwv"], -k))
-        out_dir = runner.output_dir / "predictions"
+        out_dir = self.context.output_dir / "predictions"
         metrics, predictions = {}, {}
         for split in ("dev", "test"):
             r = per_layer[best][split]
             metrics[split] = {"mtwv": r["mtwv"], "atwv": r["atwv"]}
             path = write_stdlist(out_dir / split / "benchmark.stdlist.xml", [e.id for e in splits[split]],
                                  [e.id for e in docs], r["scores"], float(self.cfg["decision_threshold"]))
-            predictions[split] = [str(path.relative_to(runner.output_dir))]
+            predictions[split] = [str(path.relative_to(self.context.output_dir))]
         return {
             "metrics": metrics,
             "predictions": predictions,

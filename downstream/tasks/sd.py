@@ -55,15 +55,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from scipy.signal import medfilt
 from torch import nn
 
-from ..audio import SAMPLE_RATE, audio_info, segment_for
-from ..fileio import read_lines
+from ..audio import SAMPLE_RATE, segment_for
+from ..corpora.librimix import Interval, read_kaldi_dir, read_rttm  # noqa: F401
+from ..metrics.diarization import diarization_error_rate, union_intervals
 from .base import Example, Task, write_lines
-
-Interval = Tuple[float, float]
+from .declaration import Board, Column, INF, LOWER, Metric, PERCENT, Submission
 
 
 @dataclass(frozen=True)
@@ -81,44 +80,6 @@ class ChunkLabel:
     reference: Optional[Tuple[Tuple[str, Tuple[Interval, ...]], ...]] = None
 
 
-# -- kaldi directory --------------------------------------------------------------------------------
-def _read_table(path: Path, min_fields: int, max_fields: Optional[int] = None) -> List[Tuple[int, List[str]]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"diarization data file not found: {path}")
-    rows = []
-    for n, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) < min_fields or (max_fields is not None and len(fields) > max_fields):
-            expect = f"{min_fields}" if max_fields == min_fields else f"at least {min_fields}"
-            raise ValueError(f"{path}:{n}: expected {expect} fields, got {len(fields)}: {line.strip()!r}")
-        rows.append((n, fields))
-    return rows
-
-
-def _float(value: str, where: str, what: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise ValueError(f"{where}: {what} {value!r} is not a number") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{where}: {what} {value!r} must be a non-negative number")
-    return v
-
-
-def read_rttm(path: Path) -> Dict[str, Dict[str, List[Interval]]]:
-    """``{recording: {speaker: [(start, end)]}}`` from the SPEAKER lines of an RTTM file."""
-    out: Dict[str, Dict[str, List[Interval]]] = {}
-    for n, fields in _read_table(path, 8):
-        if fields[0] != "SPEAKER":
-            continue
-        where = f"{path}:{n}"
-        start, dur = _float(fields[3], where, "start"), _float(fields[4], where, "duration")
-        out.setdefault(fields[1], {}).setdefault(fields[7], []).append((start, start + dur))
-    return out
-
-
 def write_rttm(path: Path, hyp: Dict[str, Dict[str, List[Interval]]]) -> Path:
     lines = []
     for rec in sorted(hyp):
@@ -126,60 +87,6 @@ def write_rttm(path: Path, hyp: Dict[str, Dict[str, List[Interval]]]) -> Path:
             for st, et in hyp[rec][spk]:
                 lines.append(f"SPEAKER {rec} 1 {st:.3f} {et - st:.3f} <NA> <NA> {spk} <NA> <NA>")
     return write_lines(path, lines)
-
-
-def read_kaldi_dir(split_dir: Path, num_speakers: int, need_rttm: bool):
-    """Recordings of one split: ``{rec: (wav path, duration s, speakers, per-speaker segments)}``
-    and the reference RTTM (or None)."""
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"diarization split folder not found: {split_dir}")
-    wavs: Dict[str, Path] = {}
-    for n, fields in _read_table(split_dir / "wav.scp", 2):
-        rec, rest = fields[0], " ".join(fields[1:])
-        if rest.endswith("|") or rest == "-":
-            raise ValueError(f"{split_dir / 'wav.scp'}:{n}: piped or stdin audio ({rest!r}) is not supported; "
-                             "write the audio to wav files")
-        p = Path(rest)
-        wavs[rec] = p if p.is_absolute() else split_dir / p
-    utt2spk = {f[0]: f[1] for _, f in _read_table(split_dir / "utt2spk", 2, 2)}
-    segs: Dict[str, List[Tuple[str, float, float]]] = {}
-    for n, f in _read_table(split_dir / "segments", 4, 4):
-        where = f"{split_dir / 'segments'}:{n}"
-        utt, rec = f[0], f[1]
-        st, et = _float(f[2], where, "start"), _float(f[3], where, "end")
-        if et < st:
-            raise ValueError(f"{where}: segment {utt} ends ({et}) before it starts ({st})")
-        if rec not in wavs:
-            raise ValueError(f"{where}: recording {rec!r} is not in wav.scp")
-        if utt not in utt2spk:
-            raise ValueError(f"{where}: utterance {utt!r} is not in utt2spk")
-        segs.setdefault(rec, []).append((utt2spk[utt], st, et))
-    durations: Dict[str, float] = {}
-    if (split_dir / "reco2dur").is_file():
-        for n, f in _read_table(split_dir / "reco2dur", 2, 2):
-            durations[f[0]] = _float(f[1], f"{split_dir / 'reco2dur'}:{n}", "duration")
-    recordings = {}
-    for rec in sorted(wavs):
-        if rec not in segs:
-            raise ValueError(f"{split_dir}: recording {rec!r} has no lines in segments")
-        samples = audio_info(wavs[rec])
-        dur = durations.get(rec, samples / SAMPLE_RATE)
-        speakers = tuple(sorted({s for s, _, _ in segs[rec]}))
-        if len(speakers) > num_speakers:
-            raise ValueError(f"{split_dir}: recording {rec!r} has {len(speakers)} speakers {list(speakers)}, "
-                             f"more than task.num_speakers={num_speakers}")
-        per_spk = tuple(tuple((st, et) for s, st, et in sorted(segs[rec]) if s == spk) for spk in speakers)
-        recordings[rec] = (wavs[rec], dur, samples, speakers, per_spk)
-    rttm = None
-    if need_rttm:
-        rttm = read_rttm(split_dir / "rttm")
-        unknown = sorted(set(rttm) - set(recordings))
-        if unknown:
-            raise ValueError(f"{split_dir / 'rttm'}: recordings {unknown[:5]} are not in wav.scp")
-        for rec in recordings:
-            rttm.setdefault(rec, {})
-    return recordings, rttm
 
 
 # -- labels -------------------------------------------------------------------------------------------
@@ -260,91 +167,35 @@ def posteriors_to_segments(post: np.ndarray, threshold: float, median: int, fram
     return out
 
 
-def _union(intervals: Sequence[Interval]) -> List[Interval]:
-    out: List[List[float]] = []
-    for st, et in sorted(i for i in intervals if i[1] > i[0]):
-        if out and st <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], et)
-        else:
-            out.append([st, et])
-    return [(a, b) for a, b in out]
-
-
-def der_components(ref: Dict[str, Sequence[Interval]], hyp: Dict[str, Sequence[Interval]]) -> Dict[str, float]:
-    """Scored speech, miss, false alarm and confusion (seconds) of one recording; no collar,
-    overlap scored, optimal one-to-one speaker mapping."""
-    ref_spk, hyp_spk = sorted(ref), sorted(hyp)
-    ref_iv = [_union(ref[s]) for s in ref_spk]
-    hyp_iv = [_union(hyp[s]) for s in hyp_spk]
-    bounds = sorted({t for ivs in ref_iv + hyp_iv for iv in ivs for t in iv})
-    if len(bounds) < 2:
-        return {"total": 0.0, "miss": 0.0, "false_alarm": 0.0, "confusion": 0.0}
-    bounds = np.asarray(bounds)
-    mids = (bounds[:-1] + bounds[1:]) / 2
-    durs = np.diff(bounds)
-
-    def activity(ivs):
-        act = np.zeros(len(mids), dtype=bool)
-        for st, et in ivs:
-            act |= (mids > st) & (mids < et)
-        return act
-
-    r = np.stack([activity(v) for v in ref_iv]) if ref_iv else np.zeros((0, len(mids)), bool)
-    h = np.stack([activity(v) for v in hyp_iv]) if hyp_iv else np.zeros((0, len(mids)), bool)
-    n_ref, n_hyp = r.sum(0), h.sum(0)
-    correct = np.zeros(len(mids))
-    if len(ref_iv) and len(hyp_iv):
-        cooc = (r[:, None, :] & h[None, :, :]).astype(np.float64) @ durs
-        rows, cols = linear_sum_assignment(cooc, maximize=True)
-        for i, j in zip(rows, cols):
-            correct += (r[i] & h[j])
-    return {
-        "total": float((n_ref * durs).sum()),
-        "miss": float((np.maximum(n_ref - n_hyp, 0) * durs).sum()),
-        "false_alarm": float((np.maximum(n_hyp - n_ref, 0) * durs).sum()),
-        "confusion": float(((np.minimum(n_ref, n_hyp) - correct) * durs).sum()),
-    }
-
-
-def diarization_error_rate(refs: Dict[str, Dict[str, Sequence[Interval]]],
-                           hyps: Dict[str, Dict[str, Sequence[Interval]]]) -> Dict[str, float]:
-    """DER and its components (%) summed over recordings (every reference recording is scored)."""
-    tot = {"total": 0.0, "miss": 0.0, "false_alarm": 0.0, "confusion": 0.0}
-    for rec in refs:
-        comp = der_components(refs[rec], hyps.get(rec, {}))
-        for k in tot:
-            tot[k] += comp[k]
-    if tot["total"] <= 0:
-        raise ValueError("DER: the reference holds no speech")
-    pct = {k: 100.0 * tot[k] / tot["total"] for k in ("miss", "false_alarm", "confusion")}
-    return {"der": pct["miss"] + pct["false_alarm"] + pct["confusion"], **pct}
-
-
 class SpeakerDiarization(Task):
     name = "sd"
     title = "Speaker diarization"
     category = "speaker"
     dataset = "Libri2Mix (2 speakers), kaldi-style directories"
-    metrics = {"der": False, "miss": False, "false_alarm": False, "confusion": False}
+    metrics = {"der": Metric(LOWER, PERCENT), "miss": Metric(LOWER, PERCENT), "false_alarm": Metric(LOWER, PERCENT),
+               "confusion": Metric(LOWER, PERCENT)}
     primary_metric = "der"
+    leaderboard = Board("Speaker diarization", (Column("DER", ("der",), 10.05, 5.62, valid=(0, INF)),), position=8)
+    submission = (Submission("sd_public", "", "sd_dir"),)
     mini_split = "diarization"
     data_help = "the folder holding the kaldi-style split directories (train/, dev/, test/)"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, context=None):
+        super().__init__(cfg, context)
         self.num_speakers = int(self.cfg.get("num_speakers", 2))
-        self.frame_shift: Optional[int] = None
 
-    def _rate(self) -> int:
-        rate = getattr(self, "downsample_rate", None) or self.frame_shift
+    @property
+    def frame_shift(self) -> int:
+        """The label frame shift in samples: the upstream's downsample rate (``TaskContext``)."""
+        rate = self.context.downsample_rate
         if not rate:
-            raise RuntimeError("SD needs the upstream's downsample rate before prepare() (set task.downsample_rate)")
+            raise RuntimeError("SD frames its labels with the upstream's downsample rate: build the task with "
+                               "TaskContext(downsample_rate=...)")
         return int(rate)
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("SD needs --data pointing at the folder holding the kaldi-style split directories")
-        self.frame_shift = self._rate()
         fs = self.frame_shift
         root = Path(data_dir)
         chunk_size = int(self.cfg["chunk_size"])
@@ -365,7 +216,7 @@ class SpeakerDiarization(Task):
                     ranges = ranges[:-2] + [(ranges[-2][0], ranges[-1][1])]
                 ref = None
                 if rttm is not None:
-                    ref = tuple((spk, tuple(_union(ivs))) for spk, ivs in sorted(rttm[rec].items()))
+                    ref = tuple((spk, tuple(union_intervals(ivs))) for spk, ivs in sorted(rttm[rec].items()))
                 for k, (a, b) in enumerate(ranges):
                     seg = segment_for(wav, min_samples, start=a * fs, num_samples=(b - a) * fs, info_cache=cache)
                     examples.append(Example(f"{rec}#{k}", seg, ChunkLabel(rec, k, a, b - a, speakers, per_spk, ref)))
@@ -373,7 +224,6 @@ class SpeakerDiarization(Task):
         return out
 
     def build_head(self, input_dim, downsample_rate):
-        self.frame_shift = int(downsample_rate)
         return LSTMDiarizationHead(input_dim, int(self.cfg["hidden_size"]), int(self.cfg["rnn_layers"]), self.num_speakers)
 
     def _forward(self, head, feats, lengths, examples):

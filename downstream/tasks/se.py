@@ -15,7 +15,7 @@ Splits: dev = the training-set utterances of speakers ``task.dev_speakers`` (p22
 first two of the 28-speaker list: the SpeechBrain/s3prl VoiceBank preparation), train = the
 other 26 speakers, test = the official test set (824 utterances, speakers p232 and p257).
 
-Head, loss and metrics: :mod:`.enhancement` (3-layer BiLSTM 896 -> one ReLU mask, NPSM MSE,
+Head, loss and metrics: :mod:`.masking_base` (3-layer BiLSTM 896 -> one ReLU mask, NPSM MSE,
 hop = upstream rate). Metrics: wide-band PESQ (primary, higher is better; s3prl keeps the best
 dev PESQ), STOI as a fraction in [0, 1], SI-SDRi in dB, plus the unprocessed input's PESQ, STOI
 and SI-SDR. ``predictions/<split>/`` holds ``metrics.txt`` (``pesq``, ``stoi``, ``si_sdri``
@@ -25,51 +25,13 @@ lines: the leaderboard's ``se_public/metrics.txt``), ``utterances.tsv`` and
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Dict, List
 
-from ..audio import audio_files, audio_info, check_unique_ids, segment_for
+from ..corpora.voicebank_demand import prepare_voicebank_demand, voicebank_pairs  # noqa: F401
 from .base import Example
-from .enhancement import MaskTask
-
-_NAME = re.compile(r"^(p\d+)_(\d+)\.wav$")
-
-
-def _folder(root: Path, kind: str, set_name: str) -> Path:
-    tried = [root / f"{kind}_{set_name}_wav_16k", root / f"{kind}_{set_name}_wav"]
-    for d in tried:
-        if d.is_dir():
-            return d
-    raise FileNotFoundError(f"VoiceBank-DEMAND folder not found: looked for {tried[0]} and {tried[1]}")
-
-
-def voicebank_pairs(root: Path, set_name: str, min_samples: int = 400) -> List[Example]:
-    """Parse one VoiceBank-DEMAND set into examples (noisy audio, label = (clean path,))."""
-    noisy_dir, clean_dir = _folder(root, "noisy", set_name), _folder(root, "clean", set_name)
-    noisy = {p.name: p for p in audio_files(noisy_dir)}
-    clean = {p.name: p for p in audio_files(clean_dir)}
-    if not noisy:
-        raise ValueError(f"{noisy_dir} holds no .wav files")
-    missing = sorted(set(noisy) - set(clean))
-    if missing:
-        raise FileNotFoundError(f"{clean_dir}: no clean file for noisy {', '.join(missing[:5])}"
-                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    extra = sorted(set(clean) - set(noisy))
-    if extra:
-        raise FileNotFoundError(f"{noisy_dir}: no noisy file for clean {', '.join(extra[:5])}"
-                                + (f" and {len(extra) - 5} more" if len(extra) > 5 else ""))
-    out = []
-    for name in sorted(noisy):
-        if not _NAME.match(name):
-            raise ValueError(f"{noisy[name]}: file name is not <speaker>_<number>.wav (e.g. p232_001.wav)")
-        seg = segment_for(noisy[name], min_samples)
-        n_clean = audio_info(clean[name])
-        if n_clean != seg.num_samples:
-            raise ValueError(f"{clean[name]} holds {n_clean} samples but {noisy[name]} holds {seg.num_samples}; "
-                             "noisy and clean files must be sample-aligned")
-        out.append(Example(name[:-4], seg, (str(clean[name]),)))
-    return out
+from .declaration import Board, Column, DB, HIGHER, LOWER, Metric, Submission
+from .masking_base import MaskTask
 
 
 class SpeechEnhancement(MaskTask):
@@ -77,9 +39,18 @@ class SpeechEnhancement(MaskTask):
     title = "Speech enhancement"
     category = "synthesis"
     dataset = "VoiceBank-DEMAND 16 kHz (28-speaker train set, official test set)"
-    metrics = {"pesq": True, "stoi": True, "si_sdri": True, "si_sdr": True, "pesq_input": True,
-               "stoi_input": True, "si_sdr_input": True, "pesq_failed": False}
+    metrics = {"pesq": Metric(HIGHER, "PESQ (wide-band MOS-LQO)"), "stoi": Metric(HIGHER, "STOI (fraction, 0-1)"),
+               "si_sdri": Metric(HIGHER, DB), "si_sdr": Metric(HIGHER, DB),
+               "pesq_input": Metric(HIGHER, "PESQ (wide-band MOS-LQO)", internal=True),
+               "stoi_input": Metric(HIGHER, "STOI (fraction, 0-1)", internal=True),
+               "si_sdr_input": Metric(HIGHER, DB, internal=True),
+               "pesq_failed": Metric(LOWER, "utterances", internal=True)}
     primary_metric = "pesq"
+    leaderboard = Board("Speech enhancement", (Column("PESQ", ("pesq",), 2.55, 2.64, unit="", valid=(-0.5, 4.64)),
+                                         Column("STOI", ("stoi",), 93.6, 94.2, unit="x100", scale=100.0)),
+                        position=12)
+    submission = (Submission("se_public", "metrics.txt", "metrics", ("metrics.txt", "test_metrics.txt"),
+                             server_metrics=("pesq", "stoi")),)
     mini_split = "voicebank"
     data_help = "the folder holding {clean,noisy}_trainset_28spk_wav(_16k)/ and {clean,noisy}_testset_wav(_16k)/"
     num_sources = 1
@@ -89,20 +60,8 @@ class SpeechEnhancement(MaskTask):
     def prepare(self, data_dir) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("SE needs --data pointing at the VoiceBank-DEMAND folder")
-        root = Path(data_dir)
-        min_samples = int(self.cfg.get("min_samples", 400))
-        train_all = voicebank_pairs(root, str(self.cfg["train_set"]), min_samples)
-        test = voicebank_pairs(root, str(self.cfg["test_set"]), min_samples)
         dev_spk = {str(s) for s in self.cfg["dev_speakers"]}
-        speakers = {e.id.split("_")[0] for e in train_all}
-        unknown = sorted(dev_spk - speakers)
-        if unknown:
-            raise ValueError(f"task.dev_speakers {unknown} have no utterances in the training set "
-                             f"(speakers there: {', '.join(sorted(speakers)[:10])}...)")
-        dev = [e for e in train_all if e.id.split("_")[0] in dev_spk]
-        train = [e for e in train_all if e.id.split("_")[0] not in dev_spk]
-        if not train:
-            raise ValueError("task.dev_speakers leave no training speaker")
-        check_unique_ids([e.id for e in train + dev + test], f"VoiceBank-DEMAND at {root}")
+        splits = prepare_voicebank_demand(Path(data_dir), str(self.cfg["train_set"]), str(self.cfg["test_set"]),
+                                          sorted(dev_spk), int(self.cfg.get("min_samples", 400)))
         self.data_notes = {"dev": f"training-set speakers {sorted(dev_spk)} held out as dev"}
-        return self._finish_prepare({"train": train, "dev": dev, "test": test})
+        return self._finish_prepare(splits)

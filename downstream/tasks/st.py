@@ -59,7 +59,6 @@ leaderboard's ``st_public/predict.tsv``).
 from __future__ import annotations
 
 import collections
-import csv
 import io
 import math
 from pathlib import Path
@@ -69,61 +68,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import sg_metrics as M
-from ..audio import check_unique_ids, segment_for
-from ..fileio import read_text
+from .. import metrics as M
+from ..corpora.common_voice import clip_path, find_clips_dir, read_tsv, require_columns  # noqa: F401
+from ..corpora.covost2 import SPLIT_VALUES, covost2_examples, read_covost2_tables, source_sentences  # noqa: F401
 from .base import Example, Task, write_lines
+from .declaration import Board, Column, HIGHER, Metric, Submission
 
-SPLIT_VALUES = {"train": ("train", "train_covost"), "dev": ("dev",), "test": ("test",)}
 UNK, BOS, EOS, PAD = 0, 1, 2, 3
-
-
-# --------------------------------------------------------------------------------------------
-# tables and clips
-# --------------------------------------------------------------------------------------------
-def read_tsv(path: Path) -> List[Dict[str, str]]:
-    """A CoVoST / Common Voice table (tab-separated, header, QUOTE_NONE, backslash escapes)."""
-    with io.StringIO(read_text(path), newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{path}: empty table (no header row)") from None
-        rows = []
-        for n, row in enumerate(reader, 2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}:{n}: {len(row)} tab-separated fields, the header has {len(header)}")
-            rows.append(dict(zip(header, row)))
-    return rows
-
-
-def require_columns(path: Path, rows: List[Dict[str, str]], columns: Sequence[str]) -> None:
-    have = set(rows[0]) if rows else set()
-    missing = [c for c in columns if c not in have]
-    if rows and missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; columns are {sorted(have)}")
-
-
-def find_clips_dir(root: Path, configured: Optional[str], lang: str) -> Path:
-    if configured:
-        d = Path(configured)
-        d = d if d.is_absolute() else root / d
-        if not d.is_dir():
-            raise FileNotFoundError(f"task.clips_dir {d} is not a folder")
-        return d
-    for d in (root / lang / "clips", root / "clips"):
-        if d.is_dir():
-            return d
-    raise FileNotFoundError(f"Common Voice clips folder not found: looked for {root / lang / 'clips'} and {root / 'clips'}")
-
-
-def clip_path(clips: Path, name: str, audio_ext: Optional[str]) -> Path:
-    p = clips / name
-    if audio_ext:
-        p = p.with_suffix(audio_ext if audio_ext.startswith(".") else "." + audio_ext)
-    return p
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,31 +82,6 @@ def clip_path(clips: Path, name: str, audio_ext: Optional[str]) -> Path:
 # then prepare_normalize_tsv.py --normalize on the translation); facts only, no s3prl code
 # --------------------------------------------------------------------------------------------
 DROP_REASONS = ("contains_remove", "no_words", "word_ratio", "no_source_sentence")
-
-
-def source_sentences(root: Path, clips: Path, configured: Optional[str], tables: Dict[str, List[Dict[str, str]]]):
-    """``({clip path: English sentence}, where from)``, or None when no source sentences are available.
-
-    Split files from CoVoST's ``get_covost_splits.py`` carry a ``sentence`` column; the release
-    table does not, and (like ``get_covost_splits.py``) its sentences come from Common Voice's
-    ``validated.tsv`` (``task.cv_tsv``; default: next to the clips folder, then ``<data>/<src>/``)."""
-    rows = [r for t in tables.values() for r in t]
-    if rows and all("sentence" in r for r in rows):
-        return {r["path"]: r["sentence"] for r in rows}, "the tables' sentence column"
-    if configured:
-        cv = Path(configured)
-        cv = cv if cv.is_absolute() else root / cv
-        if not cv.is_file():
-            raise FileNotFoundError(f"task.cv_tsv {cv} is not a file")
-        candidates = [cv]
-    else:
-        candidates = [clips.parent / "validated.tsv", root / "validated.tsv"]
-    for cv in candidates:
-        if cv.is_file():
-            table = read_tsv(cv)
-            require_columns(cv, table, ("path", "sentence"))
-            return {r["path"]: r["sentence"] for r in table}, str(cv)
-    return None
 
 
 def filter_rows(rows: List[Dict[str, str]], sources: Optional[Dict[str, str]], clean: Dict[str, object]):
@@ -373,8 +299,10 @@ class SpeechTranslation(Task):
     title = "Speech translation (En -> De)"
     category = "semantic"
     dataset = "CoVoST 2 En->De (Common Voice English clips)"
-    metrics = {"bleu": True, "bleu_constant": True}
+    metrics = {"bleu": Metric(HIGHER, "BLEU"), "bleu_constant": Metric(HIGHER, "BLEU", internal=True)}
     primary_metric = "bleu"
+    leaderboard = Board("Speech translation", (Column("BLEU", ("bleu", "sacrebleu"), 2.32, 20.01),), position=11)
+    submission = (Submission("st_public", "predict.tsv", "hyp_ref_tsv", ("predict.tsv", "output-st-test.tsv")),)
     mini_split = "covost"
     data_help = "the folder holding covost_v2.en_de.tsv (or its split files) and en/clips/"
 
@@ -386,28 +314,7 @@ class SpeechTranslation(Task):
         src, tgt = str(c["src_lang"]), str(c["tgt_lang"])
         clips = find_clips_dir(root, c.get("clips_dir"), src)
         min_samples = int(c.get("min_samples", 400))
-        stem = root / (c.get("tsv") or f"covost_v2.{src}_{tgt}.tsv")
-        tables: Dict[str, List[Dict[str, str]]] = {}
-        split_files = {k: stem.with_name(stem.name[:-4] + f".{k}.tsv") for k in SPLIT_VALUES}
-        notes: Dict[str, object] = {}
-        if all(p.is_file() for p in split_files.values()):
-            for k, p in split_files.items():
-                rows = read_tsv(p)
-                require_columns(p, rows, ("path", "translation"))
-                tables[k] = rows
-            notes["tables"] = [str(p) for p in split_files.values()]
-        elif stem.is_file():
-            rows = read_tsv(stem)
-            require_columns(stem, rows, ("path", "translation", "split"))
-            unused = collections.Counter(r["split"] for r in rows
-                                         if not any(r["split"] in v for v in SPLIT_VALUES.values()))
-            for k, values in SPLIT_VALUES.items():
-                tables[k] = [r for r in rows if r["split"] in values]
-            notes["tables"] = [str(stem)]
-            if unused:
-                notes["rows_with_unused_split_values"] = dict(sorted(unused.items()))
-        else:
-            raise FileNotFoundError(f"CoVoST 2 table not found: {stem} (or {split_files['train'].name} / .dev / .test)")
+        tables, notes = read_covost2_tables(root, src, tgt, c.get("tsv"))
         sources = source_sentences(root, clips, c.get("cv_tsv"), tables)
         if sources is None:
             notes["source_filters"] = ("not applied: no source sentences (no 'sentence' column and no Common Voice "
@@ -426,15 +333,8 @@ class SpeechTranslation(Task):
             dropped[k] = dict(why, total=len(rows) - len(kept))
             if not kept:
                 raise ValueError(f"CoVoST 2 {k} split: all {len(rows)} rows dropped by the s3prl filters {why}")
-            exs = []
-            for r in kept:
-                path = clip_path(clips, r["path"], c.get("audio_ext"))
-                if not path.is_file():
-                    raise FileNotFoundError(f"clip {path} listed in the CoVoST table (row {r['path']}) is missing")
-                exs.append(Example(Path(r["path"]).stem, segment_for(path, min_samples),
-                                   normalize_target(r["translation"], normalizer)))
-            check_unique_ids([e.id for e in exs], f"CoVoST 2 {k} split")
-            splits[k] = exs
+            splits[k] = covost2_examples(kept, clips, k, c.get("audio_ext"), min_samples,
+                                         label=lambda r: normalize_target(r["translation"], normalizer))
         notes["dropped_rows"] = dropped
         notes["target_normalisation"] = (f"sacremoses MosesPunctNormalizer(lang={tgt!r}), then s3prl's rejoining of "
                                          "' .' ' ?' ' ,' \" '\" and \"do n't\"" if normalizer is not None else "off")

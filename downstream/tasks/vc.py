@@ -18,7 +18,7 @@ is the reference. A missing reference is an error naming the file.
 Head (s3prl v0.4.18 ``a2o-vc-vcc2020`` ``config_taco2_ar.yaml`` / ``model.py``, facts only): the
 weighted features are resampled to the mel frame rate (mel frame ``j`` takes upstream frame
 ``round(j * n_shift / downsample_rate)``, clamped to the last valid one -- the ``repeat`` rule of
-:func:`.enhancement.align_frames`), then a Tacotron-2 encoder (linear 512 -> 3 x [conv 5, 512
+:func:`superb.downstream.signals.align_frames`), then a Tacotron-2 encoder (linear 512 -> 3 x [conv 5, 512
 channels, batch norm, ReLU, dropout 0.5] -> BiLSTM, ``hidden_dim`` 1024 in total) and an
 autoregressive decoder **without attention**: the previous (normalised) mel frame goes through a
 2-layer prenet (256, ReLU, dropout 0.5 kept on at inference, Tacotron 2), is concatenated with
@@ -39,7 +39,7 @@ pseudo-inverse of the mel filters, offline. ``task.vocoder`` may instead name a 
 factory ``"package.module:function"``: ``function(mel_config: dict)`` returns a callable mapping
 a ``[frames, 80]`` log10-mel array to a 16 kHz float waveform.
 
-Metrics: MCD in dB with DTW (:func:`superb.downstream.sg_metrics.mcd`: WORLD + SPTK mel-cepstra,
+Metrics: MCD in dB with DTW (:func:`superb.downstream.metrics.mel_cepstral.mcd`: WORLD + SPTK mel-cepstra,
 order 39, alpha 0.41 at 16 kHz, 5 ms shift, -20 dB power VAD; c0 included as s3prl does,
 ``task.mcd.include_c0``), primary, lower is better; on test also ``mcd_source``, the MCD of the
 unconverted source recording against the same reference (the "copy the source" baseline). With
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 import string
 import zlib
 from pathlib import Path
@@ -72,11 +71,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import sg_metrics as M
-from ..audio import SAMPLE_RATE, audio_files, check_unique_ids, load_audio, segment_for
-from ..fileio import read_lines
+from .. import metrics as M
+from ..audio import SAMPLE_RATE, load_audio
+from ..corpora.vcc2020 import find_vcc2020_root, prepare_vcc2020, read_prompts, speaker_files
+from ..signals import align_frames, read_reference as _read, write_listening_example
 from .base import Example, Task, write_lines
-from .enhancement import _read, align_frames, write_listening_example
+from .declaration import HIGHER, LOWER, Metric, PERCENT
 
 log = logging.getLogger("superb.vc")
 
@@ -247,56 +247,10 @@ class Taco2AR(nn.Module):
         return torch.cat(outs, dim=1)
 
 
-# --------------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------------
-_UTT = re.compile(r"^E\d+$")
-
-
-def read_prompts(path: Path) -> Dict[str, str]:
-    """``Eng_transcriptions.txt``: ``<number> <sentence>`` lines -> {"E<number>": sentence}."""
-    out = {}
-    for n, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            continue
-        num, _, text = line.strip().partition(" ")
-        if not num.isdigit() or not text.strip():
-            raise ValueError(f"{path}:{n}: expected '<number> <sentence>', got {line!r}")
-        out["E" + num] = text.strip()
-    return out
-
-
-def _speaker_files(root: Path, spk: str, prefix: str) -> Dict[str, Path]:
-    d = root / spk
-    if not d.is_dir():
-        raise FileNotFoundError(f"VCC2020 speaker folder not found: {d}")
-    files = {p.stem: p for p in audio_files(d, f"{prefix}*")}
-    bad = [n for n in files if not _UTT.match(n)]
-    if bad:
-        raise ValueError(f"{d}: file names must be E<number>.wav, got {bad[:3]}")
-    return files
-
-
 def normalize_sentence(text: str) -> str:
     """Upper case, punctuation removed, whitespace collapsed (s3prl's VC ASR scoring)."""
     text = text.upper().translate(str.maketrans("", "", string.punctuation))
     return " ".join(text.split())
-
-
-def eer_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The score threshold where false acceptance and false rejection rates meet."""
-    order = np.argsort(scores)
-    s, y = scores[order], labels[order]
-    best, thr = None, float(s[0])
-    n_pos, n_neg = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
-    for k in range(len(s) + 1):
-        frr = float(y[:k].sum()) / n_pos       # positives at or below the threshold are rejected
-        far = float((1 - y[k:]).sum()) / n_neg  # negatives above it are accepted
-        gap = abs(frr - far)
-        if best is None or gap < best:
-            best = gap
-            thr = float(s[k - 1]) if k > 0 else float(s[0]) - 1e-6
-    return thr
 
 
 class VoiceConversion(Task):
@@ -304,13 +258,14 @@ class VoiceConversion(Task):
     title = "Voice conversion (any-to-one)"
     category = "synthesis"
     dataset = "VCC2020 task 1 (intra-lingual), any-to-one, 16 kHz copy"
-    metrics = {"mcd": False, "mcd_source": False, "wer": False, "cer": False, "accept": True}
+    metrics = {"mcd": Metric(LOWER, "MCD dB"), "mcd_source": Metric(LOWER, "MCD dB", internal=True),
+               "wer": Metric(LOWER, PERCENT), "cer": Metric(LOWER, PERCENT), "accept": Metric(HIGHER, PERCENT)}
     primary_metric = "mcd"
     mini_split = "vcc2020"
     data_help = "the vcc2020 folder (speaker folders SEF1 ... TEM2 with E*.wav, prompts/)"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, context=None):
+        super().__init__(cfg, context)
         M.require("pyworld", "MCD (voice conversion)")
         M.require("pysptk", "MCD (voice conversion)")
         m = self.cfg["mel"]
@@ -334,37 +289,10 @@ class VoiceConversion(Task):
     def prepare(self, data_dir) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("VC needs --data pointing at the vcc2020 folder")
-        root = Path(data_dir)
-        if (root / "vcc2020").is_dir():
-            root = root / "vcc2020"
         c = self.cfg
-        target = str(c["target_speaker"])
-        min_samples = int(c.get("min_samples", 400))
-        train_files = _speaker_files(root, target, str(c["train_prefix"]))
-        n_dev = int(c["dev_utterances"])
-        names = sorted(train_files)
-        if len(names) <= n_dev:
-            raise ValueError(f"{root / target}: {len(names)} training utterances ({c['train_prefix']}*.wav), need more "
-                             f"than task.dev_utterances={n_dev}")
-        splits: Dict[str, List[Example]] = {"train": [], "dev": [], "test": []}
-        for k, name in enumerate(names):
-            seg = segment_for(train_files[name], min_samples)
-            split = "dev" if k >= len(names) - n_dev else "train"
-            splits[split].append(Example(f"{target}_{name}", seg, {"reference": str(train_files[name]),
-                                                                     "sentence": name, "source": target}))
-        target_eval = _speaker_files(root, target, str(c["eval_prefix"]))
-        for spk in c["source_speakers"]:
-            for name, path in _speaker_files(root, str(spk), str(c["eval_prefix"])).items():
-                if name not in target_eval:
-                    raise FileNotFoundError(f"{root / target / (name + '.wav')}: the target speaker's reference "
-                                            f"recording of {path} is missing (needed for MCD)")
-                splits["test"].append(Example(f"{spk}_{name}", segment_for(path, min_samples),
-                                              {"reference": str(target_eval[name]), "sentence": name, "source": str(spk)}))
-        if not splits["test"]:
-            raise ValueError(f"{root}: no evaluation utterances ({c['eval_prefix']}*.wav) of the source speakers "
-                             f"{list(c['source_speakers'])}")
-        for k, v in splits.items():
-            check_unique_ids([e.id for e in v], f"VCC2020 {k}")
+        root = find_vcc2020_root(Path(data_dir))
+        splits = prepare_vcc2020(root, str(c["target_speaker"]), c["source_speakers"], str(c["train_prefix"]),
+                                 str(c["eval_prefix"]), int(c["dev_utterances"]), int(c.get("min_samples", 400)))
         n_keep = int(c.get("num_examples", 3))
         self._keep = {e.id for k in ("dev", "test") for e in sorted(splits[k], key=lambda e: e.id)[:n_keep]}
         self._test_ids = {e.id for e in splits["test"]}
@@ -389,7 +317,7 @@ class VoiceConversion(Task):
         if c.get("asv_model"):
             self.asv = load_factory(c["asv_model"], "asv_model")()
             self._asv_natural = [(spk, p) for spk in list(c["source_speakers"]) + [str(c["target_speaker"])]
-                                 for p in _speaker_files(root, str(spk), str(c["eval_prefix"])).values()]
+                                 for p in speaker_files(root, str(spk), str(c["eval_prefix"])).values()]
         else:
             notes["accept"] = "skipped: no ASV model (set task.asv_model to 'module:factory')"
         for k, why in notes.items():
@@ -505,7 +433,7 @@ class VoiceConversion(Task):
             if not any(labels) or all(labels):
                 raise ValueError("the ASV threshold needs natural test recordings of at least two speakers, two of "
                                  "one speaker; set task.asv_threshold instead")
-            self._asv_threshold = eer_threshold(np.array(scores), np.array(labels))
+            self._asv_threshold = M.eer_threshold(np.array(scores), np.array(labels))
         return self._asv_threshold
 
     # -- scoring --------------------------------------------------------------------------------
@@ -516,12 +444,10 @@ class VoiceConversion(Task):
         if all("mcd_source" in p for p in predictions):
             out["mcd_source"] = float(np.mean([p["mcd_source"] for p in predictions]))
         if all("hyp" in p for p in predictions):
-            import jiwer
-
             refs = [normalize_sentence(p["ref"]) for p in predictions]
             hyps = [normalize_sentence(p["hyp"]) for p in predictions]
-            out["wer"] = 100.0 * jiwer.wer(refs, hyps)
-            out["cer"] = 100.0 * jiwer.cer(refs, hyps)
+            out["wer"] = 100.0 * M.wer(refs, hyps)
+            out["cer"] = 100.0 * M.cer(refs, hyps)
         if all("asv_cos" in p for p in predictions):
             thr = self.asv_threshold()
             out["accept"] = 100.0 * float(np.mean([p["asv_cos"] > thr for p in predictions]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..registry import UpstreamSpec, register_upstream
+from ..family import Variant, register_family
 from .model import (
     PRESETS,
     UnknownOptionError,
@@ -60,24 +60,20 @@ def load_wav2vec2_family(preset: str, ckpt: Optional[Path], **options) -> Wav2Ve
     return load_upstream_checkpoint(Path(ckpt), expected_preset=preset, **options)
 
 
-def _factory(preset: str):
-    def factory(ckpt: Optional[Path] = None, **options) -> Wav2Vec2Upstream:
-        return load_wav2vec2_family(preset, ckpt, **options)
+def _load(ckpt: Path, variant: Variant, **options) -> Wav2Vec2Upstream:
+    return load_wav2vec2_family(variant.name, ckpt, **options)
 
-    factory.__name__ = f"build_{preset}"
-    return factory
+
+def _inspect(path: Path):
+    from .loading import inspect_wav2vec2  # reads the file; no model is built
+
+    return inspect_wav2vec2(path)
+
+
+def _configure(variant: Variant, options) -> Wav2Vec2Config:
+    return build_config(variant.name, **options)  # unknown options: UnknownOptionError naming them
 
 
 for _name, _config in PRESETS.items():
-    register_upstream(
-        UpstreamSpec(
-            name=_name,
-            factory=_factory(_name),
-            description=_DESCRIPTIONS[_name],
-            downsample_rate=320,
-            layers="L+1",
-            formats=FORMATS,
-            needs_weights=True,
-            family=_config.family,
-        )
-    )
+    register_family(_config.family, Wav2Vec2Upstream, [Variant(_name, _DESCRIPTIONS[_name], "L+1", _config)],
+                    formats=FORMATS, load=_load, configure=_configure, inspector=_inspect)

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import valid_mask
+
 # ----------------------------------------------------------------------------------------------
 # CNN feature encoder
 # ----------------------------------------------------------------------------------------------
@@ -147,7 +149,7 @@ class ConvFeatureExtractor(nn.Module):
             if lens is not None:
                 lens = torch.div(lens - block.kernel, block.stride, rounding_mode="floor").add(1).clamp(min=0)
                 out_frames = (x.shape[-1] - block.kernel) // block.stride + 1
-                valid = torch.arange(out_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
+                valid = valid_mask(lens.to(x.device), out_frames)
             x = block(x, valid)
         return x.transpose(1, 2)
 

@@ -7,12 +7,11 @@ nothing here imports fairseq. The maps are data: :data:`FAIRSEQ_KEY_MAP` renames
 """
 from __future__ import annotations
 
-import ast
-import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from ..state_dict import parse_layer_spec, rename_keys  # noqa: F401 - rename_keys: the one key mapper
 from .model import DEFAULT_CONV_LAYERS, Wav2Vec2Config
 
 #: (fairseq name regex, our name template); the first full match wins
@@ -52,67 +51,9 @@ _FAIRSEQ_DEFAULTS = dict(
 
 
 def parse_conv_layers(spec: Any, where: str = "conv_feature_layers") -> Tuple[Tuple[int, int, int], ...]:
-    """Parse fairseq's ``conv_feature_layers`` string without ``eval``.
-
-    Accepts list/tuple literals of ``(channels, kernel, stride)`` integer triples combined with
-    ``+`` and ``* int`` (e.g. ``"[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2"``).
-    """
-    if isinstance(spec, (list, tuple)):
-        layers = spec
-    else:
-        try:
-            tree = ast.parse(str(spec), mode="eval")
-        except SyntaxError as exc:
-            raise ValueError(f"{where}: cannot parse {spec!r}: {exc}") from exc
-
-        def ev(node):
-            if isinstance(node, ast.Expression):
-                return ev(node.body)
-            if isinstance(node, (ast.List, ast.Tuple)):
-                items = [ev(e) for e in node.elts]
-                return list(items) if isinstance(node, ast.List) else tuple(items)
-            if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
-                return node.value
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-                return ev(node.left) + ev(node.right)
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-                left, right = ev(node.left), ev(node.right)
-                if isinstance(right, int) and isinstance(left, list) and 0 <= right <= 1000:
-                    return left * right
-                if isinstance(left, int) and isinstance(right, list) and 0 <= left <= 1000:
-                    return right * left
-            raise ValueError(f"{where}: unsupported expression in {spec!r}")
-
-        layers = ev(tree)
-    out = []
-    for layer in layers:
-        if not (isinstance(layer, (list, tuple)) and len(layer) == 3 and all(isinstance(v, int) for v in layer)):
-            raise ValueError(f"{where}: each layer must be (channels, kernel, stride), got {layer!r}")
-        out.append(tuple(layer))
-    if not out:
-        raise ValueError(f"{where}: no convolution layers in {spec!r}")
-    return tuple(out)
-
-
-def rename_keys(state: Mapping[str, Any], key_map: List[Tuple[str, str]]) -> Tuple[Dict[str, Any], Dict[str, str]]:
-    """Rename with the first fully matching rule; unmatched names are kept as they are.
-
-    Returns ``(renamed_state, our_name -> original_name)``.
-    """
-    compiled = [(re.compile(p), r) for p, r in key_map]
-    out: Dict[str, Any] = {}
-    origin: Dict[str, str] = {}
-    for key, value in state.items():
-        new = key
-        for pattern, repl in compiled:
-            if pattern.fullmatch(key):
-                new = pattern.sub(repl, key)
-                break
-        if new in out:
-            raise ValueError(f"two checkpoint weights map to {new!r}: {origin[new]!r} and {key!r}")
-        out[new] = value
-        origin[new] = key
-    return out, origin
+    """fairseq's ``conv_feature_layers`` as ``(channels, kernel, stride)`` triples, parsed without
+    ``eval`` by :func:`superb.upstream.state_dict.parse_layer_spec` (``where`` names the source)."""
+    return tuple(parse_layer_spec(spec, "conv_feature_layers", where, arity=3))
 
 
 def detect_family(model_cfg: Mapping[str, Any], state: Mapping[str, Any], hint: Optional[str] = None) -> str:
@@ -162,8 +103,7 @@ def config_from_fairseq(model_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any
     mode = get("extractor_mode")
     if mode not in ("default", "layer_norm"):
         raise ValueError(f"{source}: unknown extractor_mode {mode!r} (expected 'default' or 'layer_norm')")
-    conv_layers = parse_conv_layers(model_cfg.get("conv_feature_layers") or DEFAULT_CONV_LAYERS,
-                                    f"{source}: conv_feature_layers")
+    conv_layers = parse_conv_layers(model_cfg.get("conv_feature_layers") or DEFAULT_CONV_LAYERS, source)
     normalize = task_cfg.get("normalize")
     return Wav2Vec2Config(
         family=family,

@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from ..checkpoint_io import CheckpointKeyError, check_state_dict, safe_load, to_plain
+from ..checkpoint_io import UnsafeCheckpointError, safe_load, to_plain
+from ..state_dict import check_weights
 from . import import_fairseq, import_hf, import_s3prl
 from .model import PRESETS, UnknownOptionError, Wav2Vec2Config, Wav2Vec2Model, Wav2Vec2Upstream
 
@@ -122,29 +123,8 @@ def _check_and_convert(state: Mapping[str, Any], origin: Mapping[str, str], conf
 
     Errors list the names as the checkpoint format spells them.
     """
-    expected = _expected_state(config)
-    try:
-        dropped = check_state_dict(expected.keys(), state.keys(), drop, path)
-    except CheckpointKeyError as exc:
-        raise CheckpointKeyError(
-            path, [source_name(k, key_map) for k in exc.missing], [origin.get(k, k) for k in exc.unexpected]
-        ) from None
-    out: Dict[str, torch.Tensor] = {}
-    shape_errors = []
-    for key, ref in expected.items():
-        value = state[key]
-        name = origin.get(key, key)
-        if not isinstance(value, torch.Tensor):
-            shape_errors.append(f"{name} is a {type(value).__name__}, not a tensor")
-        elif tuple(value.shape) != tuple(ref.shape):
-            shape_errors.append(f"{name} has shape {tuple(value.shape)}, expected {tuple(ref.shape)}")
-        elif not value.is_floating_point():
-            shape_errors.append(f"{name} has dtype {value.dtype}, expected a floating-point tensor")
-        else:
-            out[key] = value.detach().to(torch.float32)
-    if shape_errors:
-        raise CheckpointKeyError(path, [], [], shape_errors)
-    return out, [origin.get(k, k) for k in dropped]
+    return check_weights(_expected_state(config), state, path, drop, origin=origin,
+                         source_name=lambda k: source_name(k, key_map))
 
 
 def read_checkpoint(path: Path) -> LoadedCheckpoint:
@@ -222,3 +202,35 @@ def load_upstream_checkpoint(path: Path, expected_preset: Optional[str] = None, 
     upstream = Wav2Vec2Upstream(config, model, source=str(path), source_format=loaded.format)
     upstream.normalize_source = ("option" if "normalize" in options else loaded.normalize_source)
     return upstream
+
+
+def inspect_wav2vec2(path: Path) -> Optional[Dict[str, Any]]:
+    """``superb inspect``: describe a wav2vec 2.0-family checkpoint without building a model (``None``
+    for files of other families)."""
+
+    try:
+        detect_format(path)
+    except UnsafeCheckpointError:
+        raise
+    except ValueError:
+        return None  # not a wav2vec 2.0-family checkpoint
+    loaded = read_checkpoint(path)
+    cfg = loaded.config
+    large = cfg.hidden_size >= 1024
+    name = cfg.family + ("_large" if large else "")
+    return {
+        "path": str(path),
+        "family": cfg.family,
+        "format": loaded.format,
+        "format_description": FORMAT_NAMES[loaded.format],
+        "upstream": name,
+        "config": cfg.to_dict(),
+        "num_parameters": int(sum(t.numel() for t in loaded.state.values())),
+        "num_layers": cfg.num_layers + 1,
+        "hidden_size": cfg.hidden_size,
+        "downsample_rate": cfg.downsample_rate,
+        "normalize": cfg.normalize,
+        "normalize_source": loaded.normalize_source,
+        "dropped_weights": loaded.dropped,
+        "notes": [f"{k}: {v}" for k, v in loaded.info.items() if v not in (None, "", [], False)],
+    }

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import Upstream, UpstreamOutput, conv_output_lengths, lengths_to_padding_mask
+from ..base import Upstream, UpstreamOutput, conv_output_lengths, lengths_to_padding_mask, valid_mask
 from .components import ConvFeatureExtractor, FeatureProjection, TransformerEncoder
 
 DEFAULT_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
@@ -261,7 +261,7 @@ def normalize_waveforms(wavs: torch.Tensor, wav_lens: torch.Tensor, eps: float =
     Same as fairseq's ``F.layer_norm(wav, wav.shape)`` on each unpadded waveform: biased variance,
     ``eps = 1e-5`` inside the square root.
     """
-    mask = lengths_to_padding_mask(wav_lens, wavs.shape[1]).logical_not().to(wavs.dtype)
+    mask = valid_mask(wav_lens, wavs.shape[1]).to(wavs.dtype)
     n = wav_lens.to(wavs.dtype).unsqueeze(1)
     mean = (wavs * mask).sum(1, keepdim=True) / n
     var = (((wavs - mean) * mask) ** 2).sum(1, keepdim=True) / n
@@ -271,7 +271,10 @@ def normalize_waveforms(wavs: torch.Tensor, wav_lens: torch.Tensor, eps: float =
 class Wav2Vec2Upstream(Upstream):
     """SUPERB upstream around :class:`Wav2Vec2Model` (frozen, eval mode)."""
 
-    downsample_rate = 320
+    @classmethod
+    def rate_for(cls, config: Optional[Wav2Vec2Config] = None) -> int:
+        """The product of the CNN strides of ``config`` (320 = 20 ms for every preset)."""
+        return (config or Wav2Vec2Config()).downsample_rate
 
     def __init__(self, config: Wav2Vec2Config, model: Optional[Wav2Vec2Model] = None,
                  source: str = "random-init", source_format: str = "random-init"):
@@ -302,7 +305,7 @@ class Wav2Vec2Upstream(Upstream):
         if self.config.normalize:
             wavs = normalize_waveforms(wavs, wav_lens, eps=self.config.normalize_eps)
         else:
-            wavs = wavs * lengths_to_padding_mask(wav_lens, wavs.shape[1]).logical_not()
+            wavs = wavs * valid_mask(wav_lens, wavs.shape[1])
         states, lengths = self.model(wavs, wav_lens)
         return UpstreamOutput(hidden_states=states, lengths=lengths)
 
