@@ -67,6 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from superb.downstream.fileio import atomic_write_bytes
 from superb.downstream.tasks import describe_tasks
 
 from .export import Collection, RunResult, TaskEntry, UpstreamResults, collect, describe_mini
@@ -531,8 +532,8 @@ def write_zip(files: Dict[str, bytes], out: Path) -> Path:
         parts = name.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             dirs.add("/".join(parts[:i]) + "/")
-    tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(dirs | set(files)):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             if name.endswith("/"):
@@ -542,8 +543,7 @@ def write_zip(files: Dict[str, bytes], out: Path) -> Path:
                 info.external_attr = 0o100644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, files[name])
-    os.replace(tmp, out)
-    return out
+    return atomic_write_bytes(out, buf.getvalue())
 
 
 def cmd_submit(args) -> int:

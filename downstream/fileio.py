@@ -5,6 +5,9 @@
   name in the target's folder (``.<name>.<random>.tmp``; two writers never share one), which
   then replaces the target. A failed write removes its temporary file; a full disk is reported
   as ``no space left on device while writing <path>``.
+* A finished directory (a mini-corpus split, the private eSpeak data folder) is built inside
+  :func:`atomic_directory`: in a temporary sibling (``.<name>.tmp-<random>``) renamed into place
+  at the end, so a half-built directory is never seen under the final name.
 * :func:`append_line` appends one line to a log, naming the file when that fails.
 * :func:`read_text` reads a UTF-8 text file (list files, transcripts, label files); a file in
   another encoding is an error naming the file and the byte offset.
@@ -12,13 +15,15 @@
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -73,6 +78,25 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def atomic_directory(target: PathLike, concurrent_winner_ok: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` to fill; rename it to ``target`` when the block ends
+    without an error, delete it in every case. ``concurrent_winner_ok``: another process renaming
+    its own copy into place first is not an error (the copies are identical)."""
+    target = Path(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (concurrent_winner_ok and target.is_dir()):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def append_line(path: PathLike, line: str) -> None:

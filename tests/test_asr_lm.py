@@ -17,7 +17,8 @@ from superb.benchmark.export import collect
 from superb.benchmark.runner import Runner, evaluate_run
 from superb.benchmark.submit import plan_submission
 from superb.downstream.decoders import write_arpa
-from superb.downstream.tasks.asr import CHAR_TO_ID, VOCAB, Hypotheses, SpeechRecognition, decode_ids
+from superb.downstream.heads.ctc import CHAR_TO_ID, VOCAB, decode_ids
+from superb.downstream.tasks.asr import Hypotheses, SpeechRecognition
 
 from conftest import write_librispeech  # noqa: F401  (the libri_data fixture's writer)
 
@@ -154,7 +155,7 @@ def test_lm_decoding_lowers_wer_of_a_trained_checkpoint(tmp_path, libri_data):
     search over the same checkpoint's outputs recovers words (s3prl's default search options)."""
     lm = write_arpa(FIXTURE_TEXTS, tmp_path / "lm.arpa")
     sets = {"runner.total_steps": 600, "runner.eval_every": 600, "runner.save_every": 600, "runner.log_every": 600,
-            "optimizer.lr": 1e-2, "task.project_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0,
+            "optimizer.lr": 1e-2, "task.projector_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0,
             "task.decoder": "kenlm", "task.kenlm.lm_path": str(lm)}
     cfg = resolve_config("asr", use_mini=False, sets=[f"{k}={v}" for k, v in sets.items()])
     cfg.update({"upstream": {"name": "fbank", "ckpt": None, "random_init": False, "options": {}},

@@ -29,7 +29,7 @@ def test_random_init_hubert_asr_runs_end_to_end(tmp_path):
     code = main(["run", "--upstream", "hubert", "--random-init", "--task", "asr", "--mini-profile", "tiny",
                  "--upstream-option", "num_layers=2", "--upstream-option", "hidden_size=96",
                  "--upstream-option", "num_heads=4", "--upstream-option", "ffn_dim=128",
-                 "--set", "task.project_dim=32", "--set", "task.rnn_dim=32",
+                 "--set", "task.projector_dim=32", "--set", "task.rnn_dim=32",
                  "--max-steps", "2", "--output", str(out), "--quiet"])
     assert code == 0
     results = json.loads((out / "results.json").read_text())

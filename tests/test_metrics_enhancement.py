@@ -9,15 +9,7 @@ import torch
 from superb.downstream.metrics import dependencies as D
 from superb.downstream.metrics import enhancement as M
 
-SR = 16000
-
-
-def _speechlike(seconds=1.2, seed=0, f0=140.0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    env = 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)) * env
-    return (0.3 * x / np.max(np.abs(x)) + 0.003 * rng.standard_normal(len(t))).astype(np.float64)
+from conftest import speechlike
 
 
 # -- SI-SDR -----------------------------------------------------------------------------------
@@ -57,7 +49,7 @@ def test_best_permutation_swaps_estimates():
 
 
 def test_pesq_and_stoi_sanity():
-    x = _speechlike()
+    x = speechlike()
     assert M.stoi(x, x) == pytest.approx(1.0, abs=1e-6)
     assert M.pesq_wb(x, x) > 4.4  # P.862.2 maps a perfect signal to ~4.64
     noisy = x + 0.05 * np.random.default_rng(4).standard_normal(len(x))

@@ -8,15 +8,7 @@ import pytest
 from superb.downstream.metrics import mel_cepstral as M
 from superb.downstream.metrics.dependencies import require
 
-SR = 16000
-
-
-def _speechlike(seconds=1.2, seed=0, f0=140.0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    env = 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)) * env
-    return (0.3 * x / np.max(np.abs(x)) + 0.003 * rng.standard_normal(len(t))).astype(np.float64)
+from conftest import speechlike
 
 
 # -- DTW and MCD -------------------------------------------------------------------------------
@@ -64,13 +56,13 @@ def test_sp2mc_matches_pysptk():
 
 def test_world_mcd_identity_and_gain():
     """A gain only moves c0 (by ln g): MCD = 10/ln10 * sqrt(2) * |ln g| with c0, ~0 without."""
-    x = _speechlike(1.5)
+    x = speechlike(1.5)
     assert M.mcd(x, x, f0_method="dio") == pytest.approx(0.0, abs=1e-9)
     g = 0.5
     want = 10.0 / math.log(10.0) * math.sqrt(2.0) * abs(math.log(g))
     assert M.mcd(g * x, x, f0_method="dio") == pytest.approx(want, rel=0.02)
     assert M.mcd(g * x, x, f0_method="dio", include_c0=False) < 0.05
-    other = _speechlike(1.5, seed=9, f0=230.0)
+    other = speechlike(1.5, seed=9, f0=230.0)
     assert M.mcd(other, x, f0_method="dio") > 1.0
 
 

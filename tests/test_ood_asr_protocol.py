@@ -32,7 +32,7 @@ def test_recipe_follows_s3prl_cv_config():
     assert cfg["runner"]["grad_clip"] == 1.0
     assert cfg["batch"]["max_seconds"] == 80.0          # 16 clips x ~5 s
     t = cfg["task"]
-    assert (t["project_dim"], t["rnn_dim"], t["rnn_layers"], t["dropout"]) == (1024, 1024, 2, 0.2)
+    assert (t["projector_dim"], t["rnn_dim"], t["rnn_layers"], t["dropout"]) == (1024, 1024, 2, 0.2)
     assert t["total_rate"] == 320 and t["proj"] is True
     assert t["accents"] == {"es": ["mexicano"]}
     mini = resolve_config("ood_asr", use_mini=True, sets=[])

@@ -30,7 +30,7 @@ def pr_data(tmp_path):
 
 
 def test_lexicon_maps_words_to_phones(pr_data):
-    task = PhonemeRecognition({"splits": SPLITS, "lexicon": ["lexicon.txt", "extra.txt"], "project_dim": 256})
+    task = PhonemeRecognition({"splits": SPLITS, "lexicon": ["lexicon.txt", "extra.txt"], "projector_dim": 256})
     splits = task.prepare(pr_data)
     by_id = {e.id: e.label for e in splits["dev"]}
     assert by_id["19-198-0000"] == ("HH", "AH0", "L", "OW1", "W", "ER1", "L", "D")
@@ -61,7 +61,7 @@ def test_ctc_greedy_by_hand():
 
 def test_short_run_writes_phone_predictions(pr_data, tmp_path):
     sets = {"runner.total_steps": 3, "runner.eval_every": 3, "runner.save_every": 3, "runner.log_every": 1,
-            "task.lexicon": str(pr_data / "lexicon.txt"), "task.project_dim": 16}
+            "task.lexicon": str(pr_data / "lexicon.txt"), "task.projector_dim": 16}
     cfg = resolve_config("pr", use_mini=False, sets=[f"{k}={v}" for k, v in sets.items()])
     (pr_data / "lexicon.txt").write_text(LEXICON + "TO\tT UW1\nYOU\tY UW1\n")
     cfg.update({"upstream": {"name": "fbank", "ckpt": None, "random_init": False, "options": {}},

@@ -9,7 +9,8 @@ from scipy.spatial.distance import cdist
 
 from superb.benchmark.config import resolve_config
 from superb.benchmark.runner import Runner
-from superb.downstream.tasks.qbe import QueryByExample, match_scores, read_ground_truth, subsequence_dtw, znorm
+from superb.downstream.corpora.quesst14 import read_ground_truth
+from superb.downstream.tasks.qbe import QueryByExample, match_scores, subsequence_dtw, znorm
 
 SR = 16000
 

@@ -30,7 +30,7 @@ def _config(task, data, upstream="fbank", **sets):
     return cfg
 
 
-ASR_SMALL = {"task.project_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0}
+ASR_SMALL = {"task.projector_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0}
 
 
 @pytest.mark.parametrize("task", ["ks", "asr"])

@@ -5,7 +5,8 @@ import soundfile as sf
 
 from superb.benchmark.config import resolve_config
 from superb.benchmark.runner import Runner
-from superb.downstream.tasks.sf import SlotFilling, parse_iob_line, snips_manifest, tagged_sequence
+from superb.downstream.corpora.audio_snips import parse_iob_line, snips_manifest, tagged_sequence
+from superb.downstream.tasks.sf import SlotFilling
 
 SPEAKERS = {"train": ["Ivy", "Joey"], "dev": ["Amy"], "test": ["Brian"]}
 LINES = {
@@ -85,7 +86,7 @@ def test_snips_errors_name_the_file(snips):
 
 def test_short_run_and_predictions(snips, tmp_path):
     sets = {"runner.total_steps": 3, "runner.eval_every": 3, "runner.save_every": 3, "runner.log_every": 1,
-            "task.project_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0,
+            "task.projector_dim": 16, "task.rnn_dim": 16, "batch.max_seconds": 3.0,
             "task.train_speakers": "[Ivy, Joey]", "task.valid_speakers": "[Amy]", "task.test_speakers": "[Brian]"}
     cfg = resolve_config("sf", use_mini=False, sets=[f"{k}={v}" for k, v in sets.items()])
     cfg.update({"upstream": {"name": "fbank", "ckpt": None, "random_init": False, "options": {}},

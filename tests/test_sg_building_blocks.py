@@ -1,21 +1,12 @@
 """SE/SS building blocks (STFT, frame alignment, mask targets, uPIT loss) and VC sentence
 normalisation. (Their metrics are tested in tests/test_metrics_*.py.)"""
-import numpy as np
 import pytest
 import torch
 
 from superb.downstream.heads.masking import StftConfig, mask_targets, upit_mse
 from superb.downstream.signals import align_frames
 
-SR = 16000
-
-
-def _speechlike(seconds=1.2, seed=0, f0=140.0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    env = 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)) * env
-    return (0.3 * x / np.max(np.abs(x)) + 0.003 * rng.standard_normal(len(t))).astype(np.float64)
+from conftest import speechlike
 
 
 # -- STFT masks ---------------------------------------------------------------------------------
@@ -36,7 +27,7 @@ def test_align_frames_repeat_interpolate_and_clamp():
 
 def test_stft_round_trip_and_targets():
     cfg = StftConfig(512, 512, 160)
-    x = torch.from_numpy(_speechlike(0.5)).float()
+    x = torch.from_numpy(speechlike(0.5)).float()
     spec = cfg.stft(x)
     assert spec.shape == (257, cfg.frames(len(x)))
     assert torch.allclose(cfg.istft(spec, len(x)), x, atol=1e-5)

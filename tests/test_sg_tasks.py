@@ -19,7 +19,7 @@ TINY = {
            "task.source_speakers": "[SEF1, SEM1]"},
     "st": {"task.model.d_model": 32, "task.model.heads": 2, "task.model.ffn_dim": 64, "task.model.conv_channels": 32,
            "task.beam": 3, "task.max_len_b": 30},
-    "ood_asr": {"task.project_dim": 16, "task.rnn_dim": 16},
+    "ood_asr": {"task.projector_dim": 16, "task.rnn_dim": 16},
 }
 
 

@@ -17,11 +17,14 @@ from superb.benchmark.runner import Runner, run_benchmark
 from superb.downstream.audio import AudioSegment
 from superb.downstream.sampler import DurationBatchSampler
 from superb.downstream.tasks import Example, get_task
-from superb.downstream.tasks.asv import (TDNN_SHRINK, SpeakerVerification, XVectorHead, am_softmax_loss,
-                                         read_trials, voxceleb1_verification)
-from superb.downstream.tasks.er import EmotionRecognition, fold_splits, iemocap_manifest
-from superb.downstream.tasks.ic import IntentClassification, fluent_commands_manifest
-from superb.downstream.tasks.sid import RandomCrops, SpeakerIdentification, voxceleb1_identification
+from superb.downstream.corpora.fluent_speech_commands import fluent_commands_manifest
+from superb.downstream.corpora.iemocap import iemocap_manifest
+from superb.downstream.corpora.voxceleb1 import read_trials, voxceleb1_identification, voxceleb1_verification
+from superb.downstream.crops import RandomCrops
+from superb.downstream.tasks.asv import TDNN_SHRINK, SpeakerVerification, XVectorHead, am_softmax_loss
+from superb.downstream.tasks.er import EmotionRecognition, fold_splits
+from superb.downstream.tasks.ic import IntentClassification
+from superb.downstream.tasks.sid import SpeakerIdentification
 
 from conftest import SR, tone
 from test_metrics_verification import _sklearn_eer

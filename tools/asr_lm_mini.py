@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         code = superb(["run", "--upstream", args.upstream, "--task", "asr", "--mini-profile", args.profile,
                        "--max-steps", str(args.steps), "--set", f"runner.eval_every={max(args.steps // 5, 1)}",
                        "--set", f"runner.save_every={max(args.steps // 5, 1)}",
-                       "--set", f"task.project_dim={args.dim}", "--set", f"task.rnn_dim={args.dim}",
+                       "--set", f"task.projector_dim={args.dim}", "--set", f"task.rnn_dim={args.dim}",
                        "--set", f"optimizer.lr={args.lr}", "--set", f"batch.max_seconds={args.batch_seconds}",
                        *[x for kv in args.sets for x in ("--set", kv)],
                        "--output", str(run), "--quiet"])

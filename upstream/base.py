@@ -60,7 +60,8 @@ def conv_output_lengths(lengths: torch.Tensor, layers) -> torch.Tensor:
 
 def valid_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Boolean mask ``[B, T]`` that is True on valid frames (``t < lengths[b]``); the one
-    length mask of :mod:`superb.upstream`."""
+    length mask of the toolkit (upstreams, heads and tasks all use it: "exact lengths" is this
+    contract's convention)."""
     max_len = int(lengths.max()) if max_len is None else max_len
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 

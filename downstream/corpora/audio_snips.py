@@ -29,7 +29,7 @@ import unicodedata
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from ..audio import audio_files, check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, audio_files, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -92,7 +92,7 @@ def tagged_sequence(words: Sequence[str], tags: Sequence[str]) -> str:
     return " ".join(out)
 
 
-def snips_manifest(root: Path, speakers: Dict[str, Sequence[str]], min_samples: int = 400
+def snips_manifest(root: Path, speakers: Dict[str, Sequence[str]], min_samples: int = DEFAULT_MIN_SAMPLES
                    ) -> Tuple[Dict[str, List[Example]], List[str]]:
     """Examples per split (labels: tagged sequences) and the sorted slot types of the corpus."""
     root = Path(root)
@@ -134,7 +134,7 @@ def snips_manifest(root: Path, speakers: Dict[str, Sequence[str]], min_samples: 
     return splits, sorted(slot_types)
 
 
-def prepare_audio_snips(root: Path, speakers: Dict[str, Sequence[str]], min_samples: int = 400
+def prepare_audio_snips(root: Path, speakers: Dict[str, Sequence[str]], min_samples: int = DEFAULT_MIN_SAMPLES
                         ) -> Tuple[Dict[str, List[Example]], List[str]]:
     """``({"train", "dev", "test"}: examples, sorted slot types)``; ``root`` may also be a folder
     holding ``SNIPS/``."""

@@ -22,7 +22,7 @@ import io
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..audio import check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_text
 
@@ -53,6 +53,15 @@ def require_columns(path: Path, rows: List[Dict[str, str]], columns: Sequence[st
     missing = [c for c in columns if c not in have]
     if rows and missing:
         raise ValueError(f"{path}: missing column(s) {missing}; columns are {sorted(have)}")
+
+
+def read_table(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
+    """The rows of a split table that must hold rows and ``columns`` (errors name the file)."""
+    rows = read_tsv(path)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    require_columns(path, rows, columns)
+    return rows
 
 
 def find_clips_dir(root: Path, configured: Optional[str], lang: str) -> Path:
@@ -92,15 +101,12 @@ def common_voice_tables(root: Path, language: str, splits: Mapping[str, str] = S
 
 
 def prepare_common_voice(root: Path, language: str, splits: Mapping[str, str] = SPLITS,
-                         audio_ext: Optional[str] = None, min_samples: int = 400) -> Dict[str, List[Example]]:
+                         audio_ext: Optional[str] = None, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{name: examples}``: every row of each split table, labelled with its raw sentence."""
     tables, clips = common_voice_tables(root, language, splits)
     out: Dict[str, List[Example]] = {}
     for k, path in tables.items():
-        rows = read_tsv(path)
-        if not rows:
-            raise ValueError(f"{path}: no rows")
-        require_columns(path, rows, ("path", "sentence"))
+        rows = read_table(path, ("path", "sentence"))
         exs = []
         for n, r in enumerate(rows, 2):
             audio = clip_path(clips, r["path"], audio_ext)

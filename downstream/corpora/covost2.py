@@ -25,7 +25,7 @@ import collections
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..audio import check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, check_unique_ids, segment_for
 from ..example import Example
 from .common_voice import clip_path, find_clips_dir, read_tsv, require_columns
 
@@ -90,7 +90,7 @@ def read_covost2_tables(root: Path, src_lang: str = "en", tgt_lang: str = "de", 
 
 
 def covost2_examples(rows: Sequence[Row], clips: Path, split: str, audio_ext: Optional[str] = None,
-                     min_samples: int = 400, label: Callable[[Row], object] = lambda r: r["translation"]
+                     min_samples: int = DEFAULT_MIN_SAMPLES, label: Callable[[Row], object] = lambda r: r["translation"]
                      ) -> List[Example]:
     """Examples of table rows (id: the clip's stem); a missing clip is an error naming it."""
     exs = []
@@ -104,7 +104,7 @@ def covost2_examples(rows: Sequence[Row], clips: Path, split: str, audio_ext: Op
 
 
 def prepare_covost2(root: Path, src_lang: str = "en", tgt_lang: str = "de", tsv: Optional[str] = None,
-                    clips_dir: Optional[str] = None, audio_ext: Optional[str] = None, min_samples: int = 400,
+                    clips_dir: Optional[str] = None, audio_ext: Optional[str] = None, min_samples: int = DEFAULT_MIN_SAMPLES,
                     keep: Optional[Callable[[str, List[Row]], List[Row]]] = None,
                     label: Callable[[Row], object] = lambda r: r["translation"]) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` examples; ``keep(split, rows)`` may filter a split's rows first."""

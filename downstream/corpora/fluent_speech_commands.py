@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import Dict, List
 
-from ..audio import check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_text
 
@@ -28,7 +28,7 @@ SPLIT_FILES = {"train": "train_data.csv", "dev": "valid_data.csv", "test": "test
 COLUMNS = ("path", "speakerId", "transcription") + SLOTS
 
 
-def read_fsc_csv(root: Path, csv_path: Path, min_samples: int = 400) -> List[Example]:
+def read_fsc_csv(root: Path, csv_path: Path, min_samples: int = DEFAULT_MIN_SAMPLES) -> List[Example]:
     """Examples of one FSC CSV; labels are ``(action, object, location)`` tuples."""
     if not csv_path.is_file():
         raise FileNotFoundError(f"Fluent Speech Commands CSV not found: {csv_path}")
@@ -54,13 +54,13 @@ def read_fsc_csv(root: Path, csv_path: Path, min_samples: int = 400) -> List[Exa
     return examples
 
 
-def fluent_commands_manifest(root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
+def fluent_commands_manifest(root: Path, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Fluent Speech Commands folder not found: {root}")
     return {split: read_fsc_csv(root, root / "data" / name, min_samples) for split, name in SPLIT_FILES.items()}
 
 
-def prepare_fluent_speech_commands(root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
+def prepare_fluent_speech_commands(root: Path, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` examples of the three CSVs (see :func:`fluent_commands_manifest`)."""
     return fluent_commands_manifest(root, min_samples)

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from ..audio import check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -35,7 +35,7 @@ SESSIONS = ("1", "2", "3", "4", "5")
 _LINE = re.compile(r"^\[\s*([0-9.]+)\s*-\s*([0-9.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[.*\]\s*$")
 
 
-def iemocap_manifest(root: Path, min_samples: int = 400):
+def iemocap_manifest(root: Path, min_samples: int = DEFAULT_MIN_SAMPLES):
     """All labelled IEMOCAP utterances: ``(examples by session, dropped label counts)``.
 
     Examples carry the merged 4-class label; utterances with other labels are counted, not kept.
@@ -80,6 +80,6 @@ def iemocap_manifest(root: Path, min_samples: int = 400):
     return by_session, dict(sorted(dropped.items()))
 
 
-def prepare_iemocap(root: Path, min_samples: int = 400) -> Tuple[Dict[str, List[Example]], Dict[str, int]]:
+def prepare_iemocap(root: Path, min_samples: int = DEFAULT_MIN_SAMPLES) -> Tuple[Dict[str, List[Example]], Dict[str, int]]:
     """``({session: examples}, {dropped label: count})`` (see :func:`iemocap_manifest`)."""
     return iemocap_manifest(root, min_samples)

@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, audio_files, audio_info, check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, SAMPLE_RATE, audio_files, audio_info, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -50,7 +50,7 @@ def find_librimix_root(data_dir: Path, rate_dir: str, mode: str) -> Path:
                             f"folders (train-100/, dev/, test/) in {data_dir}")
 
 
-def librimix_split(root: Path, split: str, mixture: str = "mix_clean", min_samples: int = 400) -> List[Example]:
+def librimix_split(root: Path, split: str, mixture: str = "mix_clean", min_samples: int = DEFAULT_MIN_SAMPLES) -> List[Example]:
     d = Path(root) / split
     mix_dir = d / mixture
     if not mix_dir.is_dir():
@@ -75,7 +75,7 @@ def librimix_split(root: Path, split: str, mixture: str = "mix_clean", min_sampl
 
 
 def prepare_librimix(root: Path, splits: Mapping[str, str], rate_dir: str = "wav16k", mode: str = "min",
-                     mixture: str = "mix_clean", min_samples: int = 400) -> Dict[str, List[Example]]:
+                     mixture: str = "mix_clean", min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{name: examples}`` for every ``name -> LibriMix split folder`` of ``splits``; ids must be
     unique within a split."""
     base = find_librimix_root(Path(root), rate_dir, mode)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
-from ..audio import audio_files, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, audio_files, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -24,7 +24,7 @@ from ..fileio import read_lines
 SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 
 
-def read_split(root: Path, split: str, min_samples: int = 400,
+def read_split(root: Path, split: str, min_samples: int = DEFAULT_MIN_SAMPLES,
                check_text: Optional[Callable[[str, str], object]] = None) -> List[Example]:
     """Parse ``<root>/<split>/<spk>/<chapter>/`` into examples labelled with their transcripts.
 
@@ -66,7 +66,7 @@ def read_split(root: Path, split: str, min_samples: int = 400,
     return examples
 
 
-def prepare_librispeech(root: Path, splits: Mapping[str, str] = SPLITS, min_samples: int = 400,
+def prepare_librispeech(root: Path, splits: Mapping[str, str] = SPLITS, min_samples: int = DEFAULT_MIN_SAMPLES,
                         check_text: Optional[Callable[[str, str], object]] = None) -> Dict[str, List[Example]]:
     """``{name: examples}`` for every ``name -> LibriSpeech split folder`` of ``splits``, in order."""
     return {name: read_split(root, folder, min_samples, check_text) for name, folder in splits.items()}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
-from ..audio import check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -117,7 +117,7 @@ def read_ground_truth(folder: Path) -> GroundTruth:
     return GroundTruth(queries, docs, positives)
 
 
-def prepare_quesst14(root: Path, language: str, min_samples: int = 400
+def prepare_quesst14(root: Path, language: str, min_samples: int = DEFAULT_MIN_SAMPLES
                      ) -> Tuple[Dict[str, List[Example]], Dict[str, GroundTruth]]:
     """``({"docs", "dev", "test"}: examples, {"dev", "test"}: ground truth)`` of one language;
     ``root`` may also be a folder holding ``quesst14Database/``."""

@@ -58,9 +58,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..audio import SAMPLE_RATE, audio_info, check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, SAMPLE_RATE, audio_info, check_unique_ids, segment_for
 from ..example import Example
-from .common_voice import clip_path, read_tsv, require_columns
+from .common_voice import clip_path, read_table
 
 MIN_SEC, MAX_SEC = 0.1, 15.0
 SPLIT_RECORDINGS = {"train": range(1, 47), "dev": range(47, 54), "test": range(54, 61)}
@@ -189,7 +189,7 @@ def recording_audio(root: Path, index: int, audio_ext: Optional[str] = None) -> 
     return Path(root) / "mp3" / f"{index:02d}{ext}"
 
 
-def raw_examples(root: Path, audio_ext: Optional[str] = None, min_samples: int = 400) -> Dict[str, List[Example]]:
+def raw_examples(root: Path, audio_ext: Optional[str] = None, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` examples of the raw layout, segmented on the fly."""
     splits = {}
     for k in ("train", "dev", "test"):
@@ -216,7 +216,7 @@ def raw_examples(root: Path, audio_ext: Optional[str] = None, min_samples: int =
 
 
 def prepare_sbcsae(root: Path, splits: Optional[Dict[str, str]] = None, wav_dir: Optional[str] = None,
-                   audio_ext: Optional[str] = None, min_samples: int = 400) -> Dict[str, List[Example]]:
+                   audio_ext: Optional[str] = None, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` examples of either layout (raw when ``<root>/trn/`` exists);
     ``splits`` names the segmented layout's tables (default ``train``/``dev``/``test``), ``wav_dir``
     its clip folder (default ``wav``)."""
@@ -232,10 +232,7 @@ def prepare_sbcsae(root: Path, splits: Optional[Dict[str, str]] = None, wav_dir:
     out = {}
     for k in ("train", "dev", "test"):
         path = tables[k]
-        rows = read_tsv(path)
-        if not rows:
-            raise ValueError(f"{path}: no rows")
-        require_columns(path, rows, ("path", "sentence"))
+        rows = read_table(path, ("path", "sentence"))
         exs = []
         for n, r in enumerate(rows, 2):
             text = " ".join(r["sentence"].split())

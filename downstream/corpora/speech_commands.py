@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..audio import SAMPLE_RATE, audio_files, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, SAMPLE_RATE, audio_files, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -39,7 +39,7 @@ def _read_list(path: Path) -> List[str]:
     return [line.strip() for line in read_lines(path) if line.strip()]
 
 
-def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int = 400) -> Dict[str, List[Example]]:
+def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """Parse the Speech Commands v0.01 archives into train/dev/test examples with 12 labels."""
     train_root, test_root = Path(train_root), Path(test_root)
     for root in (train_root, test_root):
@@ -94,7 +94,7 @@ def speech_commands_manifest(train_root: Path, test_root: Path, min_samples: int
 
 
 def prepare_speech_commands(root: Optional[Path], train_root: Optional[Path] = None, test_root: Optional[Path] = None,
-                            min_samples: int = 400) -> Dict[str, List[Example]]:
+                            min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` examples of the archives below ``root`` (or at the given roots)."""
     train_root = Path(train_root) if train_root else Path(root) / TRAIN_DIR
     test_root = Path(test_root) if test_root else Path(root) / TEST_DIR

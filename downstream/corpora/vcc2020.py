@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from ..audio import audio_files, check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, audio_files, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -57,7 +57,7 @@ def find_vcc2020_root(data_dir: Path) -> Path:
 
 
 def prepare_vcc2020(root: Path, target_speaker: str, source_speakers: Sequence[str], train_prefix: str = "E1",
-                    eval_prefix: str = "E3", dev_utterances: int = 5, min_samples: int = 400) -> Dict[str, List[Example]]:
+                    eval_prefix: str = "E3", dev_utterances: int = 5, min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` of the any-to-one protocol (see the module docstring)."""
     root = find_vcc2020_root(root)
     target = str(target_speaker)

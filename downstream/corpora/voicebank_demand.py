@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from ..audio import audio_files, audio_info, check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, audio_files, audio_info, check_unique_ids, segment_for
 from ..example import Example
 
 _NAME = re.compile(r"^(p\d+)_(\d+)\.wav$")
@@ -34,7 +34,7 @@ def _folder(root: Path, kind: str, set_name: str) -> Path:
     raise FileNotFoundError(f"VoiceBank-DEMAND folder not found: looked for {tried[0]} and {tried[1]}")
 
 
-def voicebank_pairs(root: Path, set_name: str, min_samples: int = 400) -> List[Example]:
+def voicebank_pairs(root: Path, set_name: str, min_samples: int = DEFAULT_MIN_SAMPLES) -> List[Example]:
     """Parse one VoiceBank-DEMAND set into examples (noisy audio, label = (clean path,))."""
     noisy_dir, clean_dir = _folder(root, "noisy", set_name), _folder(root, "clean", set_name)
     noisy = {p.name: p for p in audio_files(noisy_dir)}
@@ -64,7 +64,7 @@ def voicebank_pairs(root: Path, set_name: str, min_samples: int = 400) -> List[E
 
 def prepare_voicebank_demand(root: Path, train_set: str = "trainset_28spk", test_set: str = "testset",
                              dev_speakers: Sequence[str] = ("p226", "p287"),
-                             min_samples: int = 400) -> Dict[str, List[Example]]:
+                             min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}``: the training set split by ``dev_speakers``, and the test set."""
     root = Path(root)
     train_all = voicebank_pairs(root, str(train_set), min_samples)

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from ..audio import SAMPLE_RATE, audio_files, check_unique_ids, segment_for
+from ..audio import DEFAULT_MIN_SAMPLES, SAMPLE_RATE, audio_files, check_unique_ids, segment_for
 from ..example import Example
 from ..fileio import read_lines
 
@@ -84,7 +84,7 @@ def read_iden_split(path: Path) -> List[tuple]:
     return out
 
 
-def voxceleb1_identification(data_dir: Path, split_file="iden_split.txt", min_samples: int = 400) -> Dict[str, List[Example]]:
+def voxceleb1_identification(data_dir: Path, split_file="iden_split.txt", min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """Parse VoxCeleb1 with ``iden_split.txt`` into train/dev/test examples labelled with speaker ids."""
     data_dir = Path(data_dir)
     roots = voxceleb_roots(data_dir)
@@ -143,7 +143,7 @@ def _trial_examples(data_dir: Path, trials: Sequence[Trial], where: Path, min_sa
 
 
 def voxceleb1_verification(data_dir: Path, trials_file="veri_test.txt", dev_trials_file=None,
-                           min_train_seconds: float = 2.0, min_samples: int = 400):
+                           min_train_seconds: float = 2.0, min_samples: int = DEFAULT_MIN_SAMPLES):
     """Training examples (VoxCeleb1 dev, short files dropped), trial utterances and trial lists.
 
     Returns ``(splits, trials, notes)``: ``splits`` maps train/dev/test to examples (dev/test:
@@ -210,7 +210,7 @@ def _count(trials: Sequence[Trial]) -> Dict[str, int]:
     return {"target": target, "nontarget": len(trials) - target}
 
 
-def prepare_voxceleb1(root: Path, split_file="iden_split.txt", min_samples: int = 400) -> Dict[str, List[Example]]:
+def prepare_voxceleb1(root: Path, split_file="iden_split.txt", min_samples: int = DEFAULT_MIN_SAMPLES) -> Dict[str, List[Example]]:
     """``{"train", "dev", "test"}`` identification examples (see :func:`voxceleb1_identification`);
     for the verification protocol use :func:`voxceleb1_verification`."""
     return voxceleb1_identification(root, split_file, min_samples)

@@ -67,12 +67,12 @@ class SpecAugment(nn.Module):
 class RNNCTCHead(nn.Module):
     """Projector -> stacked bidirectional LSTMs (packed, so padding never leaks) -> linear."""
 
-    def __init__(self, input_dim, vocab_size, project_dim, rnn_dim, rnn_layers, dropout, specaug=None):
+    def __init__(self, input_dim, vocab_size, projector_dim, rnn_dim, rnn_layers, dropout, specaug=None):
         super().__init__()
         self.specaug = SpecAugment(**specaug) if specaug else None
-        self.projector = nn.Linear(input_dim, project_dim)
+        self.projector = nn.Linear(input_dim, projector_dim)
         self.rnns = nn.ModuleList()
-        in_dim = project_dim
+        in_dim = projector_dim
         for _ in range(rnn_layers):
             self.rnns.append(self.make_rnn(in_dim, rnn_dim))
             in_dim = 2 * rnn_dim

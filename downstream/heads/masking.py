@@ -14,6 +14,8 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
+from superb.upstream.base import valid_mask
+
 MASK_TYPES = ("NPSM", "PSM", "AM")
 
 
@@ -83,7 +85,7 @@ def upit_mse(est: torch.Tensor, targets: torch.Tensor, frames: torch.Tensor) -> 
     ``est`` and ``targets`` are ``[B, S, T, F]``; frames past ``frames[b]`` are ignored. The caller
     divides by the total number of frames."""
     b, s, t, _ = est.shape
-    valid = (torch.arange(t, device=est.device)[None, :] < frames.to(est.device)[:, None]).to(est.dtype)  # [B, T]
+    valid = valid_mask(frames.to(est.device), t).to(est.dtype)  # [B, T]
     per_pair = ((est[:, :, None] - targets[:, None, :]) ** 2).sum(-1)  # [B, S_est, S_ref, T]
     per_pair = (per_pair * valid[:, None, None, :]).sum(-1)  # [B, S, S]
     perms = list(itertools.permutations(range(s)))

@@ -4,10 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from superb.upstream.base import valid_mask
+
 
 def masked_mean(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean over the valid frames of ``[B, T, D]`` features."""
-    mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]).to(feats.dtype)
+    mask = valid_mask(lengths.to(feats.device), feats.shape[1]).to(feats.dtype)
     return (feats * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).to(feats.dtype).unsqueeze(-1)
 
 

@@ -58,12 +58,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
-from ..fileio import read_text
+from ..fileio import atomic_directory, read_text
 from .writers import librispeech, speech_commands
 from .writers import fluent_speech_commands, iemocap, voxceleb1  # IC, ER, SID / ASV
 from .writers import audio_snips, diarization, quesst14  # SD, QbE, SF
@@ -208,8 +207,7 @@ def ensure_split(split: str, profile: str = "default", cache_dir: Path | None = 
             shutil.rmtree(stale, ignore_errors=True)
         if final.exists():  # no marker: interrupted or damaged, rebuild
             shutil.rmtree(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{split}.tmp-", dir=root))
-        try:
+        with atomic_directory(final) as tmp:
             engine = get_engine(espeak_data_dir(cache_dir))
             ctx = BuildContext(profile=profile, seed=seed, engine=engine, progress=progress)
             started = time.perf_counter()
@@ -219,10 +217,6 @@ def ensure_split(split: str, profile: str = "default", cache_dir: Path | None = 
                       "seed": seed, "espeak_ng": engine.version, "files": int(ctx.stats["files"]),
                       "audio_seconds": round(ctx.stats["audio_seconds"], 3)}
             (tmp / COMPLETE).write_text(json.dumps(marker, sort_keys=True) + "\n")
-            os.rename(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         print(f"mini corpus: built {split} ({profile}, seed {seed}): {marker['files']} files, "
               f"{marker['audio_seconds'] / 60:.1f} min of audio in {elapsed:.1f} s -> {final}",

@@ -56,9 +56,7 @@ import ctypes.util
 import dataclasses
 import functools
 import hashlib
-import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +68,7 @@ import numpy as np
 from scipy.signal import firwin, resample_poly
 
 from ..audio import SAMPLE_RATE
+from ..fileio import atomic_directory, atomic_write_text
 
 ESPEAK_RATE = 22_050
 
@@ -256,8 +255,7 @@ def prepare_data_dir(target: Path) -> Path:
     if missing:
         raise EspeakError(f"eSpeak data folder {src} lacks {missing}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".espeak-tmp-", dir=target.parent))
-    try:
+    with atomic_directory(target, concurrent_winner_ok=True) as tmp:
         for f in DATA_FILES:
             shutil.copyfile(src / f, tmp / f)
         (tmp / "lang" / "gmw").mkdir(parents=True)
@@ -265,14 +263,6 @@ def prepare_data_dir(target: Path) -> Path:
             shutil.copyfile(f, tmp / "lang" / "gmw" / f.name)
         (tmp / "voices" / "!v").mkdir(parents=True)
         shutil.copyfile(_loader().get_library_path(), tmp / LIB_NAME)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "phondata").is_file():  # not a concurrent winner: a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -343,9 +333,7 @@ class Engine:
         text = spec.variant_text().replace("{name}", spec.name)
         if not path.is_file() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{spec.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
         return spec.voice_name
 
     def _set_voice(self, lib, voice: str) -> None:

@@ -159,19 +159,21 @@ def _bound_names(stmt: ast.stmt) -> List[str]:
     return out
 
 
-_DOWNSTREAM_DIR = Path(__file__).resolve().parent.parent
+#: the folders of superb's subpackages (siblings both in a checkout and in an installed package)
+_PACKAGE_DIRS = {f"superb.{name}": Path(__file__).resolve().parent.parent.parent / name
+                 for name in ("downstream", "upstream", "benchmark", "recipes")}
 
 
 def _module_file(module: str) -> Optional[Path]:
-    """The source file of ``module``. Modules of ``superb.downstream`` are located on disk (finding
+    """The source file of ``module``. Modules of superb's subpackages are located on disk (finding
     them through the import system would import their parent packages, and with them torch)."""
-    prefix = "superb.downstream."
-    if module.startswith(prefix):
-        base = _DOWNSTREAM_DIR.joinpath(*module[len(prefix):].split("."))
-        for path in (base.with_suffix(".py"), base / "__init__.py"):
-            if path.is_file():
-                return path
-        return None
+    for package, folder in _PACKAGE_DIRS.items():
+        if module == package or module.startswith(package + "."):
+            base = folder.joinpath(*module[len(package) + 1:].split(".")) if module != package else folder
+            for path in (base.with_suffix(".py"), base / "__init__.py"):
+                if path.is_file():
+                    return path
+            return None
     spec = importlib.util.find_spec(module)
     origin = spec.origin if spec is not None else None
     return Path(origin) if origin and origin.endswith(".py") else None
@@ -219,6 +221,23 @@ def _read_import(stmt: ast.ImportFrom, module: str, names: Dict[str, Any], impor
                     names[local_name] = value
 
 
+def _module_statement(stmt: ast.stmt, module: str, names: Dict[str, Any], imports: Dict[str, Tuple[str, str]],
+                      wanted: set) -> None:
+    """Update the known constants ``names`` and ``imports`` of ``module`` by one top-level statement."""
+    if isinstance(stmt, ast.ImportFrom):
+        _read_import(stmt, module, names, imports, wanted)
+        return
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        try:
+            names[stmt.targets[0].id] = _literal(stmt.value, names)
+            return
+        except (_NotStatic, TypeError, ValueError):
+            pass
+    for bound in _bound_names(stmt):
+        names.pop(bound, None)
+        imports.pop(bound, None)
+
+
 _RESOLVING: set = set()
 
 
@@ -233,19 +252,9 @@ def _module_constant(module: str, name: str) -> Any:
     try:
         names: Dict[str, Any] = {}
         imports: Dict[str, Tuple[str, str]] = {}
+        wanted = {name} | {n for a in tree.body if isinstance(a, ast.Assign) for n in _names_in(a.value)}
         for stmt in tree.body:
-            if isinstance(stmt, ast.ImportFrom):
-                wanted = {name} | {n for a in tree.body if isinstance(a, ast.Assign) for n in _names_in(a.value)}
-                _read_import(stmt, module, names, imports, wanted=wanted)
-                continue
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-                try:
-                    names[stmt.targets[0].id] = _literal(stmt.value, names)
-                    continue
-                except (_NotStatic, TypeError, ValueError):
-                    pass
-            for bound in _bound_names(stmt):
-                names.pop(bound, None)
+            _module_statement(stmt, module, names, imports, wanted)
         return names.get(name, _MISSING)
     finally:
         _RESOLVING.discard((module, name))
@@ -268,7 +277,9 @@ def _class_fields(module: str, cls: str, depth: int = 0) -> Optional[Dict[str, A
     target_cls = next((c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == cls), None)
     if target_cls is None:
         return None
-    class_names = _names_in(target_cls)  # the imported constants worth resolving
+    # the imported constants worth resolving: those the class-level assignments read
+    class_names = {n for item in target_cls.body if isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value
+                   for n in _names_in(item.value)}
     names: Dict[str, Any] = {}  # module-level constants known at this point of the module
     imports: Dict[str, Tuple[str, str]] = {}  # local name -> (module, name) of `from x import name`
     for stmt in tree.body:
@@ -309,18 +320,7 @@ def _class_fields(module: str, cls: str, depth: int = 0) -> Optional[Dict[str, A
                 if target in FIELDS:
                     values[target] = local[target]
             return values
-        if isinstance(stmt, ast.ImportFrom):
-            _read_import(stmt, module, names, imports, wanted=class_names)
-            continue
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            try:
-                names[stmt.targets[0].id] = _literal(stmt.value, names)
-                continue
-            except (_NotStatic, TypeError, ValueError):
-                pass
-        for name in _bound_names(stmt):
-            names.pop(name, None)
-            imports.pop(name, None)
+        _module_statement(stmt, module, names, imports, class_names)
     return None
 
 

@@ -34,9 +34,10 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ..audio import DEFAULT_MIN_SAMPLES
 from ..corpora.librispeech import prepare_librispeech, read_split
 from ..decoders import KenLMDecoder, check_lm_files
-from ..heads.ctc import BLANK, CHAR_TO_ID, VOCAB, RNNCTCHead, SpecAugment, decode_ids, encode_transcript  # noqa: F401
+from ..heads.ctc import VOCAB, RNNCTCHead, decode_ids, encode_transcript
 from ..metrics.error_rates import cer, wer
 from .base import Example, Task, write_lines
 from .declaration import Board, Column, INF, LOWER, Metric, PERCENT, Submission
@@ -55,7 +56,7 @@ class Hypotheses:
     lm: str
 
 
-def librispeech_manifest(root: Path, split: str, min_samples: int = 400) -> List[Example]:
+def librispeech_manifest(root: Path, split: str, min_samples: int = DEFAULT_MIN_SAMPLES) -> List[Example]:
     """One LibriSpeech split, every transcript checked against the ASR character vocabulary."""
     return read_split(root, split, min_samples, check_text=encode_transcript)
 
@@ -126,13 +127,13 @@ class SpeechRecognition(Task):
         if (root / "LibriSpeech").is_dir():
             root = root / "LibriSpeech"
         splits = self.cfg["splits"]
-        min_samples = int(self.cfg.get("min_samples", 400))
+        min_samples = self.min_samples
         return prepare_librispeech(root, {name: splits[name] for name in ("train", "dev", "test")}, min_samples,
                                    check_text=encode_transcript)
 
     def build_head(self, input_dim, downsample_rate):
         c = self.cfg
-        return RNNCTCHead(input_dim, len(VOCAB), int(c["project_dim"]), int(c["rnn_dim"]), int(c["rnn_layers"]),
+        return RNNCTCHead(input_dim, len(VOCAB), int(c["projector_dim"]), int(c["rnn_dim"]), int(c["rnn_layers"]),
                           float(c["dropout"]), c.get("specaug"))
 
     def loss(self, head, feats, lengths, examples):

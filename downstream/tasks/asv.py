@@ -60,8 +60,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from superb.upstream.base import valid_mask
+
 from ..audio import SAMPLE_RATE
-from ..corpora.voxceleb1 import Trial, read_trials, utterance_name, voxceleb1_verification  # noqa: F401
+from ..corpora.voxceleb1 import Trial, utterance_name, voxceleb1_verification
 from ..crops import RandomCrops
 from ..metrics.verification import equal_error_rate, min_dcf
 from .base import Example, Task, write_lines
@@ -97,7 +99,7 @@ class XVectorHead(nn.Module):
             x = F.pad(x, (0, 0, 0, TDNN_SHRINK + 1 - x.shape[1]))
         x = self.tdnn(x.transpose(1, 2)).transpose(1, 2).float()  # [B, T - 14, agg]
         valid = (lengths - TDNN_SHRINK).clamp(min=1).to(x.device)
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < valid[:, None]).to(x.dtype).unsqueeze(-1)
+        mask = valid_mask(valid.to(x.device), x.shape[1]).to(x.dtype).unsqueeze(-1)
         n = valid.to(x.dtype).unsqueeze(-1)
         mean = (x * mask).sum(1) / n
         var = (((x - mean.unsqueeze(1)) ** 2) * mask).sum(1) / (n - 1).clamp(min=1)
@@ -138,7 +140,7 @@ class SpeakerVerification(Task):
             raise ValueError("ASV needs --data pointing at the VoxCeleb1 folder")
         splits, self.trials, notes = voxceleb1_verification(
             Path(data_dir), self.cfg.get("trials") or "veri_test.txt", self.cfg.get("dev_trials"),
-            float(self.cfg.get("min_train_seconds", 2.0)), int(self.cfg.get("min_samples", 400)))
+            float(self.cfg.get("min_train_seconds", 2.0)), self.min_samples)
         self.speakers = sorted({e.label for e in splits["train"]})
         self._index = {s: i for i, s in enumerate(self.speakers)}
         self._split_of = {id(splits["dev"]): "dev", id(splits["test"]): "test"}
@@ -202,5 +204,4 @@ class SpeakerVerification(Task):
         return [write_lines(d / "predict.txt", pairs), write_lines(d / "scores.txt", plain)]
 
 
-__all__ = ["SpeakerVerification", "XVectorHead", "am_softmax_loss",
-           "read_trials", "voxceleb1_verification"]
+__all__ = ["SpeakerVerification", "XVectorHead", "am_softmax_loss"]

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..audio import AudioSegment
+from ..audio import DEFAULT_MIN_SAMPLES
 from ..example import Example  # noqa: F401  (re-exported: tasks import it from here)
 from ..fileio import atomic_write_text
 from .declaration import Board, Metric, Submission
@@ -84,6 +84,12 @@ class Task:
     def __init__(self, cfg: Dict[str, Any], context: Optional[TaskContext] = None):
         self.cfg = dict(cfg)
         self.context = context if context is not None else TaskContext()
+
+    @property
+    def min_samples(self) -> int:
+        """``task.min_samples``: a shorter clip is an error naming the file, never skipped (default:
+        :data:`superb.downstream.audio.DEFAULT_MIN_SAMPLES`, the shortest clip every upstream frames)."""
+        return int(self.cfg.get("min_samples", DEFAULT_MIN_SAMPLES))
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:

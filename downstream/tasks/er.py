@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..corpora.iemocap import IEMOCAP_LABELS, MERGE, SESSIONS, iemocap_manifest, prepare_iemocap  # noqa: F401
+from ..corpora.iemocap import SESSIONS, prepare_iemocap
 from ..heads.pooling import UtterancePooledHead
 from ..metrics.classification import accuracy
 from .base import Example, Task, write_lines
@@ -87,7 +87,7 @@ class EmotionRecognition(Task):
         if fold not in SESSIONS:
             raise ValueError(f"task.fold={fold!r}: ER needs one fold of {', '.join(SESSIONS)} here; "
                              "'all' runs every fold through `superb run` (benchmark.runner.run_benchmark)")
-        by_session, dropped = prepare_iemocap(Path(data_dir), int(self.cfg.get("min_samples", 400)))
+        by_session, dropped = prepare_iemocap(Path(data_dir), self.min_samples)
         splits = fold_splits(by_session, fold, float(self.cfg.get("valid_ratio", 0.2)), int(self.cfg.get("dev_seed", 0)))
         kept = Counter(e.label for ex in by_session.values() for e in ex)
         self.data_notes = {
@@ -119,4 +119,4 @@ class EmotionRecognition(Task):
         return [write_lines(Path(out_dir) / split / "predict.txt", lines)]
 
 
-__all__ = ["CLASSES", "EmotionRecognition", "fold_splits", "iemocap_manifest"]
+__all__ = ["CLASSES", "EmotionRecognition", "fold_splits"]

@@ -30,8 +30,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..corpora.fluent_speech_commands import (COLUMNS, SLOTS, SPLIT_FILES, fluent_commands_manifest,  # noqa: F401
-                                              prepare_fluent_speech_commands, read_fsc_csv)
+from ..corpora.fluent_speech_commands import SLOTS, SPLIT_FILES, prepare_fluent_speech_commands
 from ..heads.pooling import UtterancePooledHead
 from ..metrics.classification import accuracy
 from .base import Example, Task, write_lines
@@ -53,7 +52,7 @@ class IntentClassification(Task):
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("IC needs --data pointing at the fluent_speech_commands_dataset folder")
-        splits = prepare_fluent_speech_commands(Path(data_dir), int(self.cfg.get("min_samples", 400)))
+        splits = prepare_fluent_speech_commands(Path(data_dir), self.min_samples)
         self.values: Tuple[Tuple[str, ...], ...] = tuple(
             tuple(sorted({e.label[k] for e in splits["train"]})) for k in range(len(SLOTS)))
         for split in ("dev", "test"):
@@ -97,4 +96,4 @@ class IntentClassification(Task):
         return [write_lines(Path(out_dir) / split / "predict.csv", lines)]
 
 
-__all__ = ["IntentClassification", "SLOTS", "fluent_commands_manifest", "read_fsc_csv"]
+__all__ = ["IntentClassification"]

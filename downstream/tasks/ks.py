@@ -41,9 +41,7 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..audio import AudioError
-from ..corpora.speech_commands import (CLASSES, COMMANDS, SILENCE, TEST_DIR, TRAIN_DIR, UNKNOWN,  # noqa: F401
-                                      prepare_speech_commands, speech_commands_manifest)
+from ..corpora.speech_commands import CLASSES, TEST_DIR, TRAIN_DIR, prepare_speech_commands
 from ..heads.pooling import UtterancePooledHead
 from ..metrics.classification import accuracy, balanced_accuracy, per_class_counts
 from .base import Example, Task, write_lines
@@ -73,7 +71,7 @@ class KeywordSpotting(Task):
         test_root = self.cfg.get("test_root") or (data_dir / TEST_DIR if data_dir else None)
         if train_root is None or test_root is None:
             raise ValueError("KS needs --data DIR (holding both archives) or task.train_root and task.test_root")
-        return prepare_speech_commands(data_dir, Path(train_root), Path(test_root), int(self.cfg.get("min_samples", 400)))
+        return prepare_speech_commands(data_dir, Path(train_root), Path(test_root), self.min_samples)
 
     def class_labels(self, examples):
         return [e.label for e in examples] if self.cfg.get("class_balanced", True) else None
@@ -117,5 +115,4 @@ class KeywordSpotting(Task):
         return write_lines(path, table)
 
 
-__all__ = ["AudioError", "CLASSES", "KeywordSpotting", "prediction_id",
-           "speech_commands_manifest"]
+__all__ = ["KeywordSpotting", "prediction_id"]

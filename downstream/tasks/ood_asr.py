@@ -60,7 +60,7 @@ from torch import nn
 
 from .. import metrics as M
 from ..audio import check_unique_ids, segment_for
-from ..corpora.common_voice import clip_path, common_voice_tables, read_tsv, require_columns
+from ..corpora.common_voice import clip_path, common_voice_tables, read_table
 from ..corpora.sbcsae import prepare_sbcsae
 from ..heads.ctc import RNNCTCHead
 from .base import Example, Task, write_lines
@@ -135,9 +135,9 @@ class OODCTCHead(CTCVocabHead):
     -> projection + tanh).
     """
 
-    def __init__(self, vocab, input_dim, vocab_size, project_dim, rnn_dim, rnn_layers, dropout, specaug=None,
+    def __init__(self, vocab, input_dim, vocab_size, projector_dim, rnn_dim, rnn_layers, dropout, specaug=None,
                  upstream_rate: int = 320, total_rate: int = 320, proj: bool = True):
-        super().__init__(vocab, input_dim, vocab_size, project_dim, rnn_dim, rnn_layers, dropout, specaug)
+        super().__init__(vocab, input_dim, vocab_size, projector_dim, rnn_dim, rnn_layers, dropout, specaug)
         step = 1 if int(total_rate) <= 0 else round(int(total_rate) / int(upstream_rate))
         self.frame_step = max(1, int(step))
         self.layer_proj = nn.ModuleList(nn.Linear(2 * rnn_dim, 2 * rnn_dim) for _ in range(rnn_layers)) if proj \
@@ -223,7 +223,7 @@ class OutOfDomainASR(Task):
     def prepare(self, data_dir) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("OOD-ASR needs --data pointing at a Common Voice folder (or the SBCSAE folder)")
-        min_samples = int(self.cfg.get("min_samples", 400))
+        min_samples = self.min_samples
         self.filtered: Dict[str, Dict[str, int]] = {}
         splits = self._prepare_sbcsae(Path(data_dir), min_samples) if self.sbcsae else \
             self._prepare_common_voice(Path(data_dir), min_samples)
@@ -242,10 +242,7 @@ class OutOfDomainASR(Task):
         splits: Dict[str, List[Example]] = {}
         for k in ("train", "dev", "test"):
             path = tables[k]
-            rows = read_tsv(path)
-            if not rows:
-                raise ValueError(f"{path}: no rows")
-            require_columns(path, rows, ("path", "sentence") + (("accent",) if self.accents is not None else ()))
+            rows = read_table(path, ("path", "sentence") + (("accent",) if self.accents is not None else ()))
             exs, dropped = [], collections.Counter()
             for n, r in enumerate(rows, 2):
                 if self.accents is not None and r["accent"] not in self.accents:
@@ -275,7 +272,7 @@ class OutOfDomainASR(Task):
 
     def build_head(self, input_dim, downsample_rate):
         c = self.cfg
-        return OODCTCHead(self.vocab, input_dim, len(self.vocab), int(c["project_dim"]), int(c["rnn_dim"]),
+        return OODCTCHead(self.vocab, input_dim, len(self.vocab), int(c["projector_dim"]), int(c["rnn_dim"]),
                           int(c["rnn_layers"]), float(c["dropout"]), c.get("specaug"), upstream_rate=int(downsample_rate),
                           total_rate=int(c.get("total_rate", 320)), proj=bool(c.get("proj", True)))
 

@@ -93,10 +93,10 @@ def ctc_greedy(ids: Sequence[int]) -> List[int]:
 class LinearCTCHead(nn.Module):
     """s3prl's PR head: linear projector -> linear (FrameLevel with no hidden layers)."""
 
-    def __init__(self, input_dim: int, project_dim: int, vocab_size: int):
+    def __init__(self, input_dim: int, projector_dim: int, vocab_size: int):
         super().__init__()
-        self.projector = nn.Linear(input_dim, project_dim)
-        self.output = nn.Linear(project_dim, vocab_size)
+        self.projector = nn.Linear(input_dim, projector_dim)
+        self.output = nn.Linear(projector_dim, vocab_size)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.output(self.projector(feats)).float().log_softmax(-1)
@@ -143,7 +143,7 @@ class PhonemeRecognition(Task):
         self.vocab = (BLANK,) + tuple(sorted({p for phones in lexicon.values() for p in phones}))
         self.phone_to_id = {p: i for i, p in enumerate(self.vocab)}
         splits = self.cfg["splits"]
-        min_samples = int(self.cfg.get("min_samples", 400))
+        min_samples = self.min_samples
         out: Dict[str, List[Example]] = {}
         for name in ("train", "dev", "test"):
             examples = read_split(root, splits[name], min_samples, check_text=encode_transcript)
@@ -154,7 +154,7 @@ class PhonemeRecognition(Task):
     def build_head(self, input_dim, downsample_rate):
         if not self.vocab:
             raise RuntimeError("PR: prepare() must run before build_head() (the vocabulary comes from the lexicon)")
-        return LinearCTCHead(input_dim, int(self.cfg["project_dim"]), len(self.vocab))
+        return LinearCTCHead(input_dim, int(self.cfg["projector_dim"]), len(self.vocab))
 
     def loss(self, head, feats, lengths, examples):
         log_probs = head(feats, lengths)

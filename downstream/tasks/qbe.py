@@ -65,9 +65,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from superb.upstream.base import valid_mask
+
 from ..audio import SAMPLE_RATE
-from ..corpora.quesst14 import (DOC_LIST, SPLITS, GroundTruth, prepare_quesst14, read_ground_truth,  # noqa: F401
-                               read_language_key)
+from ..corpora.quesst14 import GroundTruth, prepare_quesst14
 from ..fileio import atomic_write_bytes
 from ..metrics.detection import actual_twv, maximum_twv
 from ..sampler import DurationBatchSampler
@@ -125,7 +126,7 @@ def match_scores(query: torch.Tensor, docs: Sequence[torch.Tensor], method: str 
         lens = torch.tensor([docs[i].shape[0] for i in idx], device=query.device)
         batch = torch.nn.utils.rnn.pad_sequence([docs[i] for i in idx], batch_first=True)
         dist = frame_distances(query, batch, method)
-        valid = (torch.arange(batch.shape[1], device=query.device)[None, :] < lens[:, None])[:, None, :]
+        valid = valid_mask(lens.to(query.device), batch.shape[1])[:, None, :]
         if minmax_norm:
             lo = dist.masked_fill(~valid, float("inf")).min(dim=-1, keepdim=True).values
             hi = dist.masked_fill(~valid, float("-inf")).max(dim=-1, keepdim=True).values
@@ -190,7 +191,7 @@ class QueryByExample(Task):
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
         if data_dir is None:
             raise ValueError("QbE needs --data pointing at the quesst14Database folder")
-        splits, truth = prepare_quesst14(Path(data_dir), str(self.cfg["language"]), int(self.cfg.get("min_samples", 400)))
+        splits, truth = prepare_quesst14(Path(data_dir), str(self.cfg["language"]), self.min_samples)
         self.ground_truth.update(truth)
         return splits
 

@@ -59,7 +59,7 @@ from scipy.signal import medfilt
 from torch import nn
 
 from ..audio import SAMPLE_RATE, segment_for
-from ..corpora.librimix import Interval, read_kaldi_dir, read_rttm  # noqa: F401
+from ..corpora.librimix import Interval, read_kaldi_dir
 from ..metrics.diarization import diarization_error_rate, union_intervals
 from .base import Example, Task, write_lines
 from .declaration import Board, Column, INF, LOWER, Metric, PERCENT, Submission
@@ -199,7 +199,7 @@ class SpeakerDiarization(Task):
         fs = self.frame_shift
         root = Path(data_dir)
         chunk_size = int(self.cfg["chunk_size"])
-        min_samples = int(self.cfg.get("min_samples", 400))
+        min_samples = self.min_samples
         out: Dict[str, List[Example]] = {}
         for split in ("train", "dev", "test"):
             recs, rttm = read_kaldi_dir(root / self.cfg["splits"][split], self.num_speakers, need_rttm=split != "train")

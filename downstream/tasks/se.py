@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
-from ..corpora.voicebank_demand import prepare_voicebank_demand, voicebank_pairs  # noqa: F401
+from ..corpora.voicebank_demand import prepare_voicebank_demand
 from .base import Example
 from .declaration import Board, Column, DB, HIGHER, LOWER, Metric, Submission
 from .masking_base import MaskTask
@@ -62,6 +62,6 @@ class SpeechEnhancement(MaskTask):
             raise ValueError("SE needs --data pointing at the VoiceBank-DEMAND folder")
         dev_spk = {str(s) for s in self.cfg["dev_speakers"]}
         splits = prepare_voicebank_demand(Path(data_dir), str(self.cfg["train_set"]), str(self.cfg["test_set"]),
-                                          sorted(dev_spk), int(self.cfg.get("min_samples", 400)))
+                                          sorted(dev_spk), self.min_samples)
         self.data_notes = {"dev": f"training-set speakers {sorted(dev_spk)} held out as dev"}
         return self._finish_prepare(splits)

@@ -62,8 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..corpora.audio_snips import (LABEL_FILE, SPLIT_DIRS, parse_iob_line, prepare_audio_snips,  # noqa: F401
-                                   snips_manifest, tagged_sequence)
+from ..corpora.audio_snips import prepare_audio_snips
 from ..heads.ctc import VOCAB as CHAR_VOCAB, RNNCTCHead
 from ..metrics.error_rates import cer, wer
 from ..metrics.slots import remove_slot_tokens, slot_type_f1, slot_value_cer
@@ -131,7 +130,7 @@ class SlotFilling(Task):
             raise ValueError("SF needs --data pointing at the SNIPS folder")
         speakers = {"train": self.cfg["train_speakers"], "dev": self.cfg["valid_speakers"],
                     "test": self.cfg["test_speakers"]}
-        splits, slot_types = prepare_audio_snips(Path(data_dir), speakers, int(self.cfg.get("min_samples", 400)))
+        splits, slot_types = prepare_audio_snips(Path(data_dir), speakers, self.min_samples)
         self.vocab = CHAR_VOCAB + tuple(f"{p}-{s}" for s in slot_types for p in ("B", "E"))
         self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
         return splits
@@ -164,7 +163,7 @@ class SlotFilling(Task):
         if not self.vocab:
             raise RuntimeError("SF: prepare() must run before build_head() (slot tokens come from the corpus)")
         c = self.cfg
-        return SlotFillingHead(input_dim, len(self.vocab), int(c["project_dim"]), int(c["rnn_dim"]),
+        return SlotFillingHead(input_dim, len(self.vocab), int(c["projector_dim"]), int(c["rnn_dim"]),
                                int(c["rnn_layers"]), float(c["dropout"]), c.get("specaug"))
 
     def loss(self, head, feats, lengths, examples):

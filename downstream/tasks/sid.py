@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import SAMPLE_RATE
-from ..corpora.voxceleb1 import (WAV_ROOTS, check_rel_path, prepare_voxceleb1, read_iden_split,  # noqa: F401
-                                 resolve_wav, utterance_name, voxceleb1_identification, voxceleb_roots)
-from ..crops import RandomCrops, crop_window  # noqa: F401
+from ..corpora.voxceleb1 import prepare_voxceleb1
+from ..crops import RandomCrops
 from ..heads.pooling import UtterancePooledHead
 from ..metrics.classification import accuracy
 from .base import Example, Task, write_lines
@@ -58,7 +57,7 @@ class SpeakerIdentification(Task):
         if data_dir is None:
             raise ValueError("SID needs --data pointing at the VoxCeleb1 folder")
         splits = prepare_voxceleb1(Path(data_dir), self.cfg.get("split_file") or "iden_split.txt",
-                                   int(self.cfg.get("min_samples", 400)))
+                                   self.min_samples)
         self.speakers = sorted({e.label for e in splits["train"]})
         self._index = {s: i for i, s in enumerate(self.speakers)}
         self.crops = RandomCrops(int(round(float(self.cfg.get("crop_seconds") or 0) * SAMPLE_RATE)))
@@ -92,5 +91,4 @@ class SpeakerIdentification(Task):
         return [write_lines(Path(out_dir) / split / "predict.txt", lines)]
 
 
-__all__ = ["RandomCrops", "SpeakerIdentification", "crop_window", "resolve_wav", "utterance_name",
-           "voxceleb1_identification", "voxceleb_roots"]
+__all__ = ["SpeakerIdentification"]

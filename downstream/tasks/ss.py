@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
-from ..corpora.librimix import SOURCES, find_librimix_root, librimix_split, prepare_librimix  # noqa: F401
+from ..corpora.librimix import prepare_librimix
 from .base import Example
 from .declaration import Board, Column, DB, HIGHER, INF, LOWER, Metric, Submission
 from .masking_base import MaskTask
@@ -58,5 +58,5 @@ class SourceSeparation(MaskTask):
             raise ValueError("SS needs --data pointing at the Libri2Mix folder")
         splits = prepare_librimix(Path(data_dir), {k: str(self.cfg["splits"][k]) for k in ("train", "dev", "test")},
                                   str(self.cfg["rate_dir"]), str(self.cfg["mode"]), str(self.cfg["mixture"]),
-                                  int(self.cfg.get("min_samples", 400)))
+                                  self.min_samples)
         return self._finish_prepare(splits)

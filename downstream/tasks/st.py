@@ -69,8 +69,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import metrics as M
-from ..corpora.common_voice import clip_path, find_clips_dir, read_tsv, require_columns  # noqa: F401
-from ..corpora.covost2 import SPLIT_VALUES, covost2_examples, read_covost2_tables, source_sentences  # noqa: F401
+from ..corpora.common_voice import find_clips_dir
+from ..corpora.covost2 import covost2_examples, read_covost2_tables, source_sentences
 from .base import Example, Task, write_lines
 from .declaration import Board, Column, HIGHER, Metric, Submission
 
@@ -313,7 +313,7 @@ class SpeechTranslation(Task):
         c = self.cfg
         src, tgt = str(c["src_lang"]), str(c["tgt_lang"])
         clips = find_clips_dir(root, c.get("clips_dir"), src)
-        min_samples = int(c.get("min_samples", 400))
+        min_samples = self.min_samples
         tables, notes = read_covost2_tables(root, src, tgt, c.get("tsv"))
         sources = source_sentences(root, clips, c.get("cv_tsv"), tables)
         if sources is None:

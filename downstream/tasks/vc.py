@@ -71,10 +71,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from superb.upstream.base import valid_mask
+
 from .. import metrics as M
 from ..audio import SAMPLE_RATE, load_audio
 from ..corpora.vcc2020 import find_vcc2020_root, prepare_vcc2020, read_prompts, speaker_files
-from ..signals import align_frames, read_reference as _read, write_listening_example
+from ..signals import align_frames, read_reference, write_listening_example
 from .base import Example, Task, write_lines
 from .declaration import HIGHER, LOWER, Metric, PERCENT
 
@@ -205,7 +207,7 @@ class Taco2AR(nn.Module):
         return mel * self.mel_std + self.mel_mean
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        valid = (torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        valid = valid_mask(lengths.to(feats.device), feats.shape[1]).unsqueeze(-1)
         x = self.input_layer(feats) * valid
         x = x.transpose(1, 2)
         for conv in self.convs:
@@ -292,7 +294,7 @@ class VoiceConversion(Task):
         c = self.cfg
         root = find_vcc2020_root(Path(data_dir))
         splits = prepare_vcc2020(root, str(c["target_speaker"]), c["source_speakers"], str(c["train_prefix"]),
-                                 str(c["eval_prefix"]), int(c["dev_utterances"]), int(c.get("min_samples", 400)))
+                                 str(c["eval_prefix"]), int(c["dev_utterances"]), self.min_samples)
         n_keep = int(c.get("num_examples", 3))
         self._keep = {e.id for k in ("dev", "test") for e in sorted(splits[k], key=lambda e: e.id)[:n_keep]}
         self._test_ids = {e.id for e in splits["test"]}
@@ -326,7 +328,7 @@ class VoiceConversion(Task):
 
     def _logmel(self, path: str) -> np.ndarray:
         if path not in self._mels:
-            self._mels[path] = self.mel.logmel(_read(path, "VC audio"))
+            self._mels[path] = self.mel.logmel(read_reference(path, "VC audio"))
         return self._mels[path]
 
     # -- model ----------------------------------------------------------------------------------
@@ -360,7 +362,7 @@ class VoiceConversion(Task):
                 target[i, :len(mel)] = torch.from_numpy(mel)
             norm = head.normalize(target)
             pred = head(aligned, frames, norm)
-            valid = (torch.arange(t, device=feats.device)[None, :] < frames[:, None]).unsqueeze(-1).float()
+            valid = valid_mask(frames.to(feats.device), t).unsqueeze(-1).float()
             return (torch.abs(pred - norm) * valid).sum() / (valid.sum() * self.mel.n_mels)
 
     def predict(self, head, feats, lengths, examples):
@@ -382,7 +384,7 @@ class VoiceConversion(Task):
             raise FloatingPointError(f"the vocoder returned non-finite samples for {e.id}")
         ref_path = e.label["reference"]
         if ref_path not in self._ref_mcep:
-            self._ref_mcep[ref_path] = M.world_mcep(_read(ref_path, "VC reference"), SAMPLE_RATE,
+            self._ref_mcep[ref_path] = M.world_mcep(read_reference(ref_path, "VC reference"), SAMPLE_RATE,
                                                     self.mcd_args["f0_floor"], self.mcd_args["f0_ceil"],
                                                     self.mcd_args["f0_method"])
         ref_mcep = self._ref_mcep[ref_path]
@@ -402,7 +404,7 @@ class VoiceConversion(Task):
             if self.asv is not None:
                 rec["asv_cos"] = self._cosine(self._embed_array(wav), self._embed_path(ref_path))
         if e.id in self._keep:
-            rec["audio"] = {"mix": load_audio(e.audio), "estimates": [wav], "references": [_read(ref_path, "VC reference")]}
+            rec["audio"] = {"mix": load_audio(e.audio), "estimates": [wav], "references": [read_reference(ref_path, "VC reference")]}
         return rec
 
     # -- ASV helpers ----------------------------------------------------------------------------
@@ -414,7 +416,7 @@ class VoiceConversion(Task):
 
     def _embed_path(self, path: str) -> np.ndarray:
         if path not in self._asv_cache:
-            self._asv_cache[path] = self._embed_array(_read(path, "VC audio"))
+            self._asv_cache[path] = self._embed_array(read_reference(path, "VC audio"))
         return self._asv_cache[path]
 
     @staticmethod

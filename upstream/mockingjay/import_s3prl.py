@@ -40,11 +40,6 @@ S3PRL_ALIASES: Tuple[Tuple[str, str], ...] = (
     (r"encoder\.layer\.(\d+)\.LayerNorm\.(weight|bias)", r"encoder.layer.\1.output.LayerNorm.\2"),
 )
 
-#: top-level entries of a native file that are not the upstream's (runner state, heads)
-RUNNER_ENTRIES = ("SpecHead", "Args", "Optimizer", "Step", "Runner", "Config", "Scheduler", "amp",
-                  "Global_step", "Epoch")
-
-
 def _upstream_config(obj: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     for key in ("Upstream_Config", "Config"):
         cfg = to_plain(obj.get(key)) if key in obj else None

@@ -43,11 +43,10 @@ padding-invariant).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..base import Upstream, UpstreamOutput, conv_output_lengths, lengths_to_padding_mask, valid_mask

@@ -26,14 +26,13 @@ labels.jsonl fields: ``path``, ``language``, ``speaker``, ``text``, ``subset``, 
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import noise as N
 from ..common import BuildContext, LabelWriter, place_level
 from ...audio import SAMPLE_RATE
+from ...fileio import atomic_write_bytes
 from ..espeak import espeak_data_path, get_engine, prepare_data_dir
 from ..grammar_intl import mandarin, spanish
 from .covost2 import CV_COLUMNS, client_id, write_mp3
@@ -70,9 +69,7 @@ def intl_engine(ctx: BuildContext):
             dest = target / rel
             if not dest.is_file():
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-                shutil.copyfile(src / rel, tmp)
-                os.replace(tmp, dest)
+                atomic_write_bytes(dest, (src / rel).read_bytes())
     return get_engine(target)
 
 
