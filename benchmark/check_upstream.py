@@ -34,6 +34,8 @@ from typing import Any, Dict, List
 
 import torch
 
+from superb.upstream.base import SAMPLE_RATE
+
 PASS, WARN, FAIL, INFO = "PASS", "WARN", "FAIL", "INFO"
 
 
@@ -80,7 +82,7 @@ class _Abort(Exception):
 
 def _signal(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    t = torch.arange(n, dtype=torch.float32) / 16000
+    t = torch.arange(n, dtype=torch.float32) / SAMPLE_RATE
     return 0.1 * torch.sin(2 * math.pi * (150 + 50 * seed) * t) + 0.05 * torch.randn(n, generator=g)
 
 
@@ -159,7 +161,7 @@ def _checks(report: Report, model, dev, speed_seconds: float, atol: float) -> No
         raise _Abort
     shown = f"{sizes[0]} x {len(sizes)}" if len(set(sizes)) == 1 else str(sizes)
     report.add("declared", PASS, f"{len(sizes)} hidden states (dims {shown}), downsample_rate {rate} "
-                                 f"({16000 / rate:g} frames/s)")
+                                 f"({SAMPLE_RATE / rate:g} frames/s)")
     report.facts.update({"num_layers": len(sizes), "hidden_sizes": sizes, "downsample_rate": rate})
 
     model.eval().requires_grad_(False).to(dev)
@@ -278,7 +280,7 @@ def _checks(report: Report, model, dev, speed_seconds: float, atol: float) -> No
     report.facts["parameters"] = nparams
 
     # -- speed -----------------------------------------------------------------------------------
-    n = int(speed_seconds * 16000)
+    n = int(speed_seconds * SAMPLE_RATE)
     _run(model, *_batch([16000], 3), dev)
     clip = _batch([n], 5)
     times = []

@@ -94,10 +94,11 @@ def _table(rows: List[Tuple[str, ...]]) -> Tuple[List[str], str]:
 def cmd_list(args) -> int:
     if args.what in ("all", "upstreams"):
         from superb.upstream import list_upstreams
+        from superb.upstream.base import SAMPLE_RATE
 
         specs = list_upstreams()
         print("Upstreams (name, frames per second, hidden states, description; then the weights it loads):")
-        fps = [f"{16000 / s.downsample_rate:.0f} fps" for s in specs]
+        fps = [f"{SAMPLE_RATE / s.downsample_rate:.0f} fps" for s in specs]
         fps = [f.rjust(max(map(len, fps))) for f in fps]
         lines, indent = _table([(s.name, f, f"layers {s.layers}", s.description) for s, f in zip(specs, fps)])
         for line, s in zip(lines, specs):

@@ -22,6 +22,8 @@ from typing import Dict, Iterable, List, Optional
 
 import torch
 
+from superb.upstream.base import SAMPLE_RATE
+
 
 def extract_features(upstream, audio_paths: Iterable, output, device: str = "cpu",
                      progress: bool = False, meta: Optional[Dict] = None) -> Dict:
@@ -59,7 +61,7 @@ def extract_features(upstream, audio_paths: Iterable, output, device: str = "cpu
         "checkpoint": None,
         "random_init": False,
         "downsample_rate": int(upstream.downsample_rate),
-        "sample_rate": 16000,
+        "sample_rate": SAMPLE_RATE,
         "num_layers": int(upstream.num_layers),
         "files": files,
     }

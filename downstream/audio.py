@@ -26,6 +26,7 @@ import struct
 import numpy as np
 import soundfile as sf
 
+#: the toolkit's one sample rate: every reader, upstream and metric works at 16 kHz
 SAMPLE_RATE = 16000
 #: 25 ms: the shortest clip every built-in upstream turns into at least one frame
 DEFAULT_MIN_SAMPLES = 400

@@ -25,7 +25,7 @@ from typing import List
 import torch
 from torch import nn
 
-SAMPLE_RATE = 16000
+from superb.downstream.audio import SAMPLE_RATE  # noqa: F401  (the one sample rate, defined by audio I/O)
 
 
 @dataclass

@@ -23,9 +23,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from .dependencies import require
-
-SAMPLE_RATE = 16000
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> float:

@@ -28,9 +28,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from .dependencies import require
-
-SAMPLE_RATE = 16000
 
 #: MCD constants (s3prl ``a2o-vc-vcc2020/vc_evaluate.py``; ESPnet ``mcd_calculate.py``)
 MCEP_ORDER = 39             # 40 coefficients c0..c39
