@@ -1,19 +1,7 @@
 """ER — emotion recognition on IEMOCAP, leave-one-session-out (SUPERB paralinguistic task).
 
-Layout (``--data`` points at the IEMOCAP release folder, e.g. ``IEMOCAP_full_release/``)::
-
-    Session{1..5}/sentences/wav/<dialog>/<utterance>.wav
-    Session{1..5}/dialog/EmoEvaluation/<dialog>.txt
-
-Each EmoEvaluation file (only ``Ses*.txt`` directly in that folder; its ``Categorical/``,
-``Attribute/`` and ``Self-evaluation/`` subfolders are not read) holds one line per utterance
-with the consensus label, e.g.::
-
-    [6.2901 - 8.2357]	Ses01F_impro01_F000	neu	[2.5000, 2.5000, 2.5000]
-
-The other lines (the ``%`` header, per-annotator ``C-E1:``/``A-E1:`` lines, blanks) are ignored.
-The audio of a labelled utterance is ``Session<k>/sentences/wav/<dialog>/<utterance>.wav`` with
-``<dialog>`` the EmoEvaluation file's name; a missing file is an error naming it.
+Layout: ``--data`` points at the IEMOCAP release folder (e.g. ``IEMOCAP_full_release/``), read by
+:mod:`superb.downstream.corpora.iemocap` (which documents the files it reads).
 
 Classes (SUPERB): ``neu``, ``hap`` (``hap`` and ``exc`` merged), ``ang``, ``sad``. Utterances
 with the other IEMOCAP labels (``fru sur fea dis oth xxx``) are dropped; how many of each is

@@ -1,18 +1,8 @@
 """QbE — query-by-example spoken term detection on QUESST 2014 (SUPERB content task, no training).
 
-Layout (``--data`` points at ``quesst14Database/``, with the audio converted to 16 kHz: the
-release is 8 kHz and superb never resamples behind your back, e.g. ``sox in.wav -r 16000
-out.wav`` for every file, keeping names and folders)::
-
-    quesst14Database/Audio/quesst14_<nnnnn>.wav                  # the search collection
-    quesst14Database/dev_queries/quesst14_dev_<nnnn>.wav
-    quesst14Database/eval_queries/quesst14_eval_<nnnn>.wav
-    quesst14Database/scoring/language_key_utterances.lst         # "<dir>/Audio/<file>.wav <language>"
-    quesst14Database/scoring/language_key_{dev,eval}.lst         # same for the queries
-    quesst14Database/scoring/groundtruth_quesst14_{dev,eval}/
-        *.tlist.xml   <termlist ...><term termid="quesst14_dev_0001">...</term>...</termlist>
-        *.ecf.xml     <ecf ...><excerpt audio_filename="Audio/quesst14_00001.wav" .../>...</ecf>
-        *.rttm        LEXEME <document> 1 <tbeg> <dur> <query id> ...   (one line per occurrence)
+Layout: ``--data`` points at ``quesst14Database/``, with the audio converted to 16 kHz (the release
+is 8 kHz and superb never resamples behind your back); :mod:`superb.downstream.corpora.quesst14`
+reads it and documents the files.
 
 What is searched (s3prl ``quesst14_dtw``, SUPERB): the entries of the language-key lists whose
 language is ``task.language`` (``nnenglish``: 138 dev and 138 eval queries against 2,438
