@@ -163,6 +163,7 @@ def test_padding_modes_agree_for_layer_norm_cnn(name):
     exact = small(name)
     peer = small(name, padding="peer")
     peer.load_state_dict(exact.state_dict())
+    exact.group_padding = None  # bit-for-bit: the same batch shape (length groups round differently)
     wavs, wav_lens = batch(LENS)
     with torch.no_grad():
         a, b = exact(wavs, wav_lens), peer(wavs, wav_lens)

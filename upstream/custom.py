@@ -210,6 +210,12 @@ def _class_spec(name: str, target: str, cls_name: str):
 
 # ---------------------------------------------------------------------------------------------
 # HEAR API
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception raised inside a plug-in, on one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 # ---------------------------------------------------------------------------------------------
 class HearUpstream(Upstream):
     """A HEAR-API module as an upstream with one hidden state (its timestamp embeddings).
@@ -241,7 +247,11 @@ class HearUpstream(Upstream):
         for fn in ("load_model", "get_timestamp_embeddings"):
             if not callable(getattr(self.hear, fn, None)):
                 raise CustomUpstreamError(f"hear:{module_name}: the module has no {fn}() (not a HEAR-API module)")
-        model = self.hear.load_model(str(ckpt), **load_options) if ckpt is not None else self.hear.load_model(**load_options)
+        try:
+            model = self.hear.load_model(str(ckpt), **load_options) if ckpt is not None else \
+                self.hear.load_model(**load_options)
+        except Exception as exc:  # the plugin's own failure: one line naming it, not its traceback
+            raise CustomUpstreamError(f"hear:{module_name}: its load_model() raised {_one_line(exc)}") from exc
         for attr in ("sample_rate", "timestamp_embedding_size"):
             if not hasattr(model, attr):
                 raise CustomUpstreamError(f"hear:{module_name}: load_model() returned a model without `{attr}`")
@@ -262,7 +272,7 @@ class HearUpstream(Upstream):
         probe = torch.zeros(1, 2 * self.model_rate)
         device = next(iter(self.model.parameters()), probe).device if isinstance(self.model, nn.Module) else probe.device
         with torch.no_grad():
-            emb, ts = self.hear.get_timestamp_embeddings(probe.to(device), self.model)
+            emb, ts = self._embed(probe.to(device))
         ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
         if ts.numel() < 2:
             raise CustomUpstreamError(f"hear:{self.module_name}: a 2 s probe gave {ts.numel()} timestamps; cannot "
@@ -274,6 +284,13 @@ class HearUpstream(Upstream):
             raise CustomUpstreamError(f"hear:{self.module_name}: embeddings have {emb.shape[-1]} dims, the model "
                                       f"declares timestamp_embedding_size={self.dim}")
         return step
+
+    def _embed(self, audio: torch.Tensor):
+        try:
+            return self.hear.get_timestamp_embeddings(audio, self.model)
+        except Exception as exc:
+            raise CustomUpstreamError(f"hear:{self.module_name}: its get_timestamp_embeddings() raised "
+                                      f"{_one_line(exc)}") from exc
 
     def _to_model_rate(self, wav: torch.Tensor) -> torch.Tensor:
         if self.model_rate == SAMPLE_RATE:
@@ -289,7 +306,7 @@ class HearUpstream(Upstream):
         for n in sorted(set(lens)):
             idx = [i for i, m in enumerate(lens) if m == n]
             audio = self._to_model_rate(wavs[idx, :n])
-            emb, _ = self.hear.get_timestamp_embeddings(audio, self.model)
+            emb, _ = self._embed(audio)
             emb = torch.as_tensor(emb).to(wavs.device, torch.float32)
             if emb.dim() != 3 or emb.shape[0] != len(idx) or emb.shape[2] != self.dim:
                 raise RuntimeError(f"hear:{self.module_name}: get_timestamp_embeddings returned shape "

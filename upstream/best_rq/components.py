@@ -157,14 +157,16 @@ class _RelPosAttention(nn.Module):
         # the projection is laid out per head as [q | k | v]
         q, k, v = F.linear(x, self.in_proj_weight).view(B, T, H, 3 * hd).chunk(3, dim=-1)
         p = self.linear_pos(rel).view(T, H, hd)  # distance 0..T-1
-        qu = (q + self.pos_bias_u.reshape(H, hd)).transpose(1, 2) * self.scale  # [B, H, T, hd]
+        qu = (q + self.pos_bias_u.reshape(H, hd)).transpose(1, 2)  # [B, H, T, hd]
         qv = (q + self.pos_bias_v.reshape(H, hd)).transpose(1, 2) * self.scale
-        ac = torch.matmul(qu, k.permute(0, 2, 3, 1))  # [B, H, T, T]
         bd = torch.matmul(qv, p.permute(1, 2, 0))  # [B, H, T, distance]
         dist = (torch.arange(T, device=x.device)[:, None] - torch.arange(T, device=x.device)[None, :]).abs()
         bd = torch.gather(bd, 3, dist[None, None].expand(B, H, T, T))
-        scores = (ac + bd).masked_fill(~keep[:, None, None, :], float("-inf"))
-        ctx = torch.matmul(torch.softmax(scores.float(), dim=-1).to(v.dtype), v.transpose(1, 2))
+        # the position term is an additive attention bias: softmax(scale qu k^T + bd) v, padding
+        # keys at -inf, in one fused kernel (the content term qu k^T is not materialised apart)
+        bias = bd.masked_fill(~keep[:, None, None, :], float("-inf"))
+        ctx = F.scaled_dot_product_attention(qu, k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias,
+                                             dropout_p=0.0, scale=self.scale)
         return self.out_proj(ctx.transpose(1, 2).reshape(B, T, D))
 
 

@@ -71,9 +71,13 @@ from torch import nn
 
 from ..base import Upstream, UpstreamOutput, valid_mask
 from ..frontends import centered_stft_frame_lengths
-from ..masking import zero_padding
+from ..masking import forward_in_groups, zero_padding
 from .components import (ACTIVATIONS as _ACTIVATIONS, _ConformerLayer, _ConvBlock, _Fbank, _same_out,
                          relative_position_table)
+
+
+#: default ``group_padding`` of the transformer upstreams (see superb.upstream.wav2vec2.model)
+GROUP_PADDING = 0.1
 
 
 @dataclass
@@ -168,6 +172,8 @@ class BestRQUpstream(Upstream):
         self.register_buffer("quantizer_CB", F.normalize(torch.randn(cfg.codebook_size, cfg.codebook_dim)))
         self.head = nn.Linear(cfg.d_model, cfg.codebook_size)
         self.downsample_rate = self.rate_for(cfg)
+        #: padding a length group may carry (fraction of its audio); None: the batch as given
+        self.group_padding: Optional[float] = GROUP_PADDING
         self.eval()
 
     @property
@@ -217,7 +223,13 @@ class BestRQUpstream(Upstream):
         return states, n
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
+        """All hidden states; a padded batch is computed as length groups
+        (:func:`~superb.upstream.masking.forward_in_groups`, ``self.group_padding``): every
+        utterance is computed as it is alone (see "Batching" above), so this changes no value."""
         self.check_input(wavs, wav_lens)
+        return forward_in_groups(self._forward, wavs, wav_lens.to(wavs.device).long(), self.group_padding)
+
+    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
         feats, lengths = self.features(wavs, wav_lens)
         states, n = self.encode(feats, lengths)
         return UpstreamOutput(hidden_states=states, lengths=n.long())

@@ -55,7 +55,10 @@ from torch import nn
 
 from ..base import Upstream, UpstreamOutput, valid_mask
 from ..frontends import KaldiFrontEnd, OnlineFrontEnd, kaldi_window_shift, ms_to_samples
-from ..masking import pad_list, zero_padding
+from ..masking import forward_in_groups, pad_list, zero_padding
+
+#: default ``group_padding`` of the transformer upstreams (see superb.upstream.wav2vec2.model)
+GROUP_PADDING = 0.1
 
 _ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),
@@ -149,9 +152,9 @@ class _Layer(nn.Module):
             return t.view(B, T, nh, H // nh).transpose(1, 2)
 
         q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(H // nh)
-        scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
-        ctx = torch.matmul(torch.softmax(scores, dim=-1), v)
+        # softmax(q k^T / sqrt(d) + mask) v in one fused kernel; keep is the boolean key mask
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], dropout_p=0.0,
+                                             scale=1.0 / math.sqrt(H // nh))
         return self.attn_out(ctx.transpose(1, 2).reshape(B, T, H))
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -204,6 +207,8 @@ class MockingjayUpstream(Upstream):
         else:
             self.layer_norms = None
         self._init_weights()
+        #: padding a length group may carry (fraction of its audio); None: the batch as given
+        self.group_padding: Optional[float] = GROUP_PADDING
         self.eval()
 
     def _init_weights(self) -> None:
@@ -260,7 +265,13 @@ class MockingjayUpstream(Upstream):
         return out
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
+        """All hidden states; a padded batch is computed as length groups
+        (:func:`~superb.upstream.masking.forward_in_groups`, ``self.group_padding``): every
+        utterance is encoded as it is alone (see "Batching" above), so this changes no value."""
         self.check_input(wavs, wav_lens)
+        return forward_in_groups(self._forward, wavs, wav_lens.to(wavs.device).long(), self.group_padding)
+
+    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
         wavs = zero_padding(wavs.float(), wav_lens)
         feats, lengths = self.front_end(wavs, wav_lens)
         states = self.encode(feats, lengths)

@@ -27,8 +27,8 @@ masks over padding frames.
 
 Padding (option ``padding``): by default (``"exact"``) an utterance's valid frames do not
 depend on what it is batched with: the group-norm CNN (Base models) takes its statistics over
-each utterance's valid frames only, every CNN layer's padding frames are re-zeroed, padding
-frames are zeroed before the positional convolution and, in data2vec's stack of positional
+each utterance's valid frames only (valid frames of the unpadded convolutions never read padding
+frames), padding frames are zeroed before the positional convolution and, in data2vec's stack of positional
 convolutions, again after every one of them. A padded batch then equals every utterance run
 alone (within float rounding). ``padding="peer"`` reproduces the reference implementations
 (fairseq, s3prl, Hugging Face, torchaudio) on padded batches bit for bit: group-norm statistics
@@ -39,6 +39,12 @@ frames under both settings. fairseq's HuBERT uses a different attention-mask rul
 ``padding_mask="fairseq_hubert"``; together with ``padding="peer"`` it matches fairseq / s3prl
 HuBERT on padded batches (that rule attends to some padding frames, so it is not
 padding-invariant).
+
+Speed: a padded batch of a batch-invariant configuration (``padding="exact"``, conv attention
+mask) is computed as length-sorted groups whose padding is at most ``group_padding`` (default
+10 %) of their audio, and re-padded (:func:`superb.upstream.masking.forward_in_groups`): the same
+values within float rounding, without computing most of the padding. ``group_padding = None``
+computes the batch as given.
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ import torch
 from torch import nn
 
 from ..base import Upstream, UpstreamOutput, conv_output_lengths, lengths_to_padding_mask, valid_mask
+from ..masking import forward_in_groups
 from .components import ConvFeatureExtractor, FeatureProjection, TransformerEncoder
 
 DEFAULT_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
@@ -59,6 +66,9 @@ DEFAULT_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
 FAMILIES = ("wav2vec2", "hubert", "data2vec")
 #: values of the ``padding`` option
 PADDING_MODES = ("exact", "peer")
+#: default ``Wav2Vec2Upstream.group_padding``: the padding a length group may carry (fraction of
+#: its audio). Measured on CPU (benchmark/perf/extraction.py, docs/performance.md).
+GROUP_PADDING = 0.1
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -99,7 +109,7 @@ class Wav2Vec2Config:
     #: T' equal groups and a frame is padding when its whole group is)
     padding_mask: str = "conv"
     #: "exact" (a padded batch gives every utterance's valid frames the values it gets alone:
-    #: masked group-norm statistics, padding re-zeroed between convolutions) or "peer" (the
+    #: masked group-norm statistics, padding zeroed before the positional convolutions) or "peer" (the
     #: reference implementations' padded behaviour, bit for bit: statistics include padding)
     padding: str = "exact"
     #: per-utterance zero-mean unit-variance normalisation of the waveform [task.normalize]
@@ -284,6 +294,10 @@ class Wav2Vec2Upstream(Upstream):
         self.source = source
         self.source_format = source_format
         self.normalize_source = "configuration" if source_format == "random-init" else ""
+        #: padded batches of a batch-invariant configuration are computed as length groups
+        #: (:func:`superb.upstream.masking.forward_in_groups`) whose padding stays within this
+        #: fraction of their audio; ``None`` computes the batch as given
+        self.group_padding: Optional[float] = GROUP_PADDING
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -300,6 +314,18 @@ class Wav2Vec2Upstream(Upstream):
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
         self.check_input(wavs, wav_lens)
         wav_lens = wav_lens.to(wavs.device).long()
+        if self.batch_invariant and self.group_padding is not None:
+            return forward_in_groups(self._forward, wavs, wav_lens, self.group_padding)
+        return self._forward(wavs, wav_lens)
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether an utterance's valid frames are independent of the rest of the batch: the
+        default ``padding="exact"`` with the conv-arithmetic attention mask (``padding="peer"``
+        and ``padding_mask="fairseq_hubert"`` reproduce the peers' batch dependence)."""
+        return self.config.padding == "exact" and self.config.padding_mask == "conv"
+
+    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
         wavs = wavs.float()
         if self.config.normalize:
             wavs = normalize_waveforms(wavs, wav_lens, eps=self.config.normalize_eps)
