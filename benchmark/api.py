@@ -31,6 +31,10 @@ from .config import merge_config, nest, resolve_config
 
 UpstreamArg = Union[str, Path, Any]
 
+#: the feature store's default disk budget (GB) for the whole store (``--cache-max-gb``; the
+#: same as ``superb.benchmark.runner.DEFAULT_CACHE``, kept here so the CLI need not import torch)
+DEFAULT_CACHE_MAX_GB = 20.0
+
 
 @dataclass(frozen=True)
 class Results:
@@ -84,8 +88,14 @@ def run_config(upstream: UpstreamArg, task: str, *, data=None, ckpt=None, random
                sets: Sequence[str] = (), overrides: Optional[Mapping[str, Any]] = None,
                max_steps: Optional[int] = None, seed: Optional[int] = None, device: str = "auto",
                threads: Optional[int] = None, mini_profile: str = "default", mini_seed: int = 0,
-               cache_dir=None) -> Dict[str, Any]:
-    """The full config of one run (what ``superb run`` and :func:`run` both execute)."""
+               cache_dir=None, feature_cache: str = "auto", cache_max_gb: Optional[float] = DEFAULT_CACHE_MAX_GB,
+               cache_dtype: str = "fp32", workers: Optional[int] = None) -> Dict[str, Any]:
+    """The full config of one run (what ``superb run`` and :func:`run` both execute).
+
+    ``feature_cache`` (``auto``, ``frames``, ``off``), ``cache_max_gb`` and ``cache_dtype``: the
+    feature store of the frozen upstream's hidden states (:mod:`superb.benchmark.feature_store`,
+    in ``<cache_dir>/features``); ``workers``: input-pipeline processes
+    (:mod:`superb.benchmark.pipeline`; None: chosen from the cores)."""
     from superb.downstream.tasks import get_task
     from superb.upstream import get_spec
 
@@ -110,6 +120,8 @@ def run_config(upstream: UpstreamArg, task: str, *, data=None, ckpt=None, random
                  "mini_seed": mini_seed, "cache_dir": str(cache_dir) if cache_dir is not None else None},
         "device": device,
         "threads": threads,
+        "workers": workers,
+        "cache": {"features": feature_cache, "max_gb": cache_max_gb, "dtype": cache_dtype, "dir": None},
         **cfg,
     }
     if feature:
@@ -131,7 +143,8 @@ def run(upstream: UpstreamArg, task: str, *, output=None, resume: bool = False, 
 
     Keyword arguments are those of :func:`run_config` (``data``, ``ckpt``, ``random_init``,
     ``options``, ``feature``, ``config_file``, ``max_steps``, ``seed``, ``device``, ``threads``,
-    ``mini_profile``, ``mini_seed``, ``cache_dir``) plus ``overrides`` (recipe keys)."""
+    ``mini_profile``, ``mini_seed``, ``cache_dir``, ``feature_cache``, ``cache_max_gb``, ``cache_dtype``,
+    ``workers``) plus ``overrides`` (recipe keys)."""
     from .runner import run_benchmark
 
     cfg = run_config(upstream, task, overrides=overrides, **kwargs)

@@ -28,6 +28,7 @@ EXTRA_COMMANDS: tuple = (
     "superb.benchmark.export",
     "superb.benchmark.submit",
     "superb.benchmark.check_upstream",
+    "superb.benchmark.feature_store",
 )
 
 
@@ -44,14 +45,16 @@ def _options(items: List[str]) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .api import default_output, run_config
+    from .api import DEFAULT_CACHE_MAX_GB, default_output, run_config
     from .runner import run_benchmark
 
     cfg = run_config(args.upstream, args.task, data=args.data, ckpt=args.upstream_ckpt, random_init=args.random_init,
                      options=_options(args.upstream_option), feature=args.upstream_feature, config_file=args.config,
                      sets=args.set or [], max_steps=args.max_steps, seed=args.seed, device=args.device,
                      threads=args.threads, mini_profile=args.mini_profile, mini_seed=args.mini_seed,
-                     cache_dir=args.cache_dir)
+                     cache_dir=args.cache_dir, feature_cache=args.feature_cache, cache_dtype=args.cache_dtype,
+                     cache_max_gb=DEFAULT_CACHE_MAX_GB if args.cache_max_gb is None else args.cache_max_gb,
+                     workers=args.workers)
     output = args.output or default_output(cfg["upstream"]["name"], cfg["task"]["name"])
     results = run_benchmark(cfg, output, resume=args.resume, progress=not args.quiet)
     _print_results(output, results)
@@ -63,12 +66,19 @@ def _print_results(output, results) -> None:
     for split, metrics in results["metrics"].items():
         shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
         print(f"  {split}: {shown}")
+    sweep = results.get("sweep")
+    if sweep:
+        primary = results["primary_metric"]
+        rows = ", ".join(f"lr {m['lr']:g} {m['best_dev']:.2f}" for m in sweep["members"])
+        print(f"  learning rates (best dev {primary}): {rows}; reported: lr {sweep['best_lr']:g} "
+              f"({Path(output) / next(m['dir'] for m in sweep['members'] if m['lr'] == sweep['best_lr'])})")
 
 
 def cmd_resume(args) -> int:
     from .runner import resume_run
 
-    results = resume_run(args.run_dir, device=args.device, threads=args.threads, total_steps=args.max_steps,
+    results = resume_run(args.run_dir, device=args.device, threads=args.threads, workers=args.workers,
+                         total_steps=args.max_steps,
                          progress=not args.quiet, upstream=args.upstream, trust_run_dir=args.trust_run_dir)
     _print_results(args.run_dir, results)
     return 0
@@ -114,6 +124,16 @@ def cmd_list(args) -> int:
         for line, t in zip(lines, infos):
             print(line)
             print(f"{indent}--data: {t.data_help}")
+    return 0
+
+
+def cmd_show_recipe(args) -> int:
+    """Print a task's recipe as shipped, comments included (no torch imported)."""
+    from superb.downstream.tasks import recipe_file
+
+    path = recipe_file(args.task)
+    print(f"# {path}")
+    print(Path(path).read_text(encoding="utf-8"), end="")
     return 0
 
 
@@ -236,7 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="overrides runner.seed")
     run.add_argument("--mini-profile", default="default", choices=["tiny", "default"], help="mini corpus profile")
     run.add_argument("--mini-seed", type=int, default=0, help="seed of the generated mini corpus")
-    run.add_argument("--cache-dir", help="where the mini corpus is built (default $SUPERB_CACHE_DIR or XDG cache)")
+    run.add_argument("--cache-dir", help="where the mini corpus is built and the feature store kept (<dir>/features; "
+                     "default $SUPERB_CACHE_DIR or XDG cache)")
+    run.add_argument("--feature-cache", default="auto", choices=["auto", "frames", "off"],
+                     help="store the frozen upstream's hidden states and reuse them across epochs, tasks and runs "
+                          "(auto: time-means for linear pooled heads, frames otherwise; off: compute every step)")
+    run.add_argument("--cache-max-gb", type=float,
+                     help="disk budget of the feature store in GB (default 20; a full store stops growing)")
+    run.add_argument("--cache-dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
+                     help="storage precision of the feature store (fp32, the default, is exact)")
+    run.add_argument("--workers", type=int,
+                     help="input-pipeline processes reading audio and stored features ahead (default: from the cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
@@ -245,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--max-steps", type=int, help="train to this many steps instead (runner.total_steps)")
     res.add_argument("--device", default=None, help="another device than the run's")
     res.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
+    res.add_argument("--workers", type=int, help="input-pipeline processes (default: the run's)")
     res.add_argument("--quiet", action="store_true", help="no progress output")
     res.add_argument("--upstream", help="the run's custom upstream (file.py:Class, module:Class), named again")
     res.add_argument("--trust-run-dir", action="store_true",
@@ -268,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list upstreams and tasks")
     ls.add_argument("what", nargs="?", default="all", choices=["all", "upstreams", "tasks"])
     ls.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show-recipe", help="print a task's recipe (its protocol settings, with their sources)")
+    show.add_argument("task", help="task name (superb list tasks)")
+    show.set_defaults(func=cmd_show_recipe)
 
     for module in EXTRA_COMMANDS:
         sub.add_module(module)

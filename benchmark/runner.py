@@ -41,10 +41,18 @@ Output directory::
     predictions/       <split>/<files the task writes>
     log.jsonl          one line per logged step and per dev evaluation
     results.json       written atomically at the end
+    training_curves.png  loss and dev metric against step (benchmark/plots.py)
+
+With ``optimizer.lr`` a list (a learning-rate sweep) the folder holds config.json,
+checkpoints/last.pt (every rate), results.json (the best rate by dev, every rate under ``sweep``)
+and training_curves.png, and one run folder per rate (``lr<rate>/``) with the files above but
+last.pt. The feature store and the input pipeline are :mod:`superb.benchmark.feature_store` and
+:mod:`superb.benchmark.pipeline`.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +61,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -61,14 +70,16 @@ import torch
 from tqdm import tqdm
 
 from superb.downstream import fileio
-from superb.downstream.audio import SAMPLE_RATE, load_audio
+from superb.downstream.audio import SAMPLE_RATE
 from superb.downstream.featurizer import Featurizer
+from superb.downstream.heads.pooling import masked_mean
 from superb.downstream.sampler import DurationBatchSampler
 from superb.downstream.tasks import Example, Task, TaskContext, get_task
 from superb.upstream import build_upstream
 from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
 from superb.upstream.custom import canonical_name, code_provenance, is_custom_name
 
+from . import pipeline
 from .config import ConfigError, diff_configs, merge_config, parse_set
 from .schedulers import Schedule
 from .schema import validate_config
@@ -118,6 +129,9 @@ def select_layers(feature: Optional[str], num_layers: int) -> List[int]:
     return out
 
 RESULTS_VERSION = 1
+
+#: the ``cache`` section of a config that has none (a run folder from before the feature store)
+DEFAULT_CACHE = {"features": "auto", "max_gb": 20.0, "dtype": "fp32", "dir": None}
 
 
 class RunDirectoryError(ValueError):
@@ -179,6 +193,29 @@ def set_threads(threads: Optional[int]) -> int:
     except RuntimeError:  # only settable before the first parallel work of the process
         pass
     return threads
+
+
+def default_workers() -> int:
+    """Input-pipeline processes a run uses unless told: 1 when this process may use 2 or more cores
+    (audio decoding and store reads then overlap the upstream and the head), else 0."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return 1 if cores >= 2 else 0
+
+
+def check_workers(workers: Optional[int]) -> int:
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"--workers must be a whole number >= 0, got {workers!r}")
+    return workers
+
+
+def _training_view(task, seed: int, examples, epoch: int):
+    """What a training batch feeds the upstream (the task's crops); module-level so workers can run it."""
+    return task.training_examples(examples, epoch, seed)
 
 
 def sha256_of(path: Path) -> str:
@@ -252,16 +289,71 @@ def package_versions() -> Dict[str, str]:
     return out
 
 
-def pad_batch(wavs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    lens = torch.tensor([len(w) for w in wavs], dtype=torch.long)
-    out = torch.zeros(len(wavs), int(lens.max()), dtype=torch.float32)
-    for i, w in enumerate(wavs):
-        out[i, : len(w)] = torch.from_numpy(w)
-    return out, lens
+def sweep_rates(config: Dict[str, Any]) -> List[float]:
+    """The learning rates a run trains: ``[optimizer.lr]``, or the list ``optimizer.lr`` gives."""
+    lr = (config.get("optimizer") or {}).get("lr")
+    return [float(v) for v in lr] if isinstance(lr, (list, tuple)) else [float(lr)] if lr is not None else []
+
+
+def member_folder(lr: float) -> str:
+    """The sub-folder of one learning rate of a sweep: ``lr0.0001``, ``lr1e-05``."""
+    return f"lr{lr:g}"
+
+
+def member_config(config: Dict[str, Any], lr: float, parent: Path) -> Dict[str, Any]:
+    """The config of one learning rate of a sweep, as a single run would have it (plus its parent)."""
+    out = json.loads(json.dumps(config))
+    out["optimizer"]["lr"] = lr
+    out["sweep_member_of"] = str(parent)
+    return out
+
+
+@dataclass
+class Member:
+    """One featurizer + head trained by a run: the run itself, or one learning rate of a sweep.
+
+    The members of a sweep see the same batches and the same upstream states; each has its own
+    optimiser, schedule, gradient scaler, dev history, checkpoints and torch RNG stream (``rng``,
+    swapped in for its forward and backward), so each trains exactly as a run of its rate alone."""
+
+    lr: float
+    dir: Path
+    config: Dict[str, Any]
+    featurizer: Featurizer
+    head: torch.nn.Module
+    rng: Optional[Dict[str, Any]] = None
+    optimizer: Any = None
+    schedule: Any = None
+    scaler: Any = None
+    best: Optional[float] = None
+    best_step: Optional[int] = None
+    history: List[Dict[str, Any]] = dc_field(default_factory=list)
+    running: List[float] = dc_field(default_factory=list)
+    loss_sum: float = 0.0
+
+    @property
+    def params(self) -> List[torch.nn.Parameter]:
+        return [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
+
+    def progress(self) -> Dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "history": self.history}
+
+
+def _torch_rng(device: torch.device) -> Dict[str, Any]:
+    out = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_torch_rng(state: Dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 class Runner:
-    """One benchmark run of one upstream on one task."""
+    """One benchmark run of one upstream on one task (with ``optimizer.lr`` a list: one head per rate)."""
 
     def __init__(self, config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True,
                  upstream_model: Optional[torch.nn.Module] = None):
@@ -271,14 +363,14 @@ class Runner:
         self.progress = progress
         self.upstream_model = upstream_model
         self.resume = resume
-        self.optimizer = None
+        self.members: List[Member] = []
         existed = self.output_dir.exists()
         self._lock = self._take_lock()
         try:
             config = self._check_output(config, resume)
             self._build(config)  # fails before anything is written when names, weights or data are bad
-            if self.task.trainable:
-                self.optimizer = self._build_optimizer()
+            for member in self.members:  # checks the optimiser settings before anything is written
+                member.optimizer = self._build_optimizer(member)
             if resume:
                 self._check_resumable()
             (self.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -321,6 +413,10 @@ class Runner:
         cfg_path, best_path = run_dir / "config.json", run_dir / "checkpoints" / "best.pt"
         if not cfg_path.is_file():
             raise RunDirectoryError(f"{run_dir} is not a superb run directory (no config.json)")
+        if not best_path.is_file() and (cfg_path.is_file() and len(sweep_rates(read_run_config(cfg_path))) > 1):
+            rates = sweep_rates(read_run_config(cfg_path))
+            raise RunDirectoryError(f"{run_dir} is a learning-rate sweep; evaluate one of its rates: "
+                                    + ", ".join(str(run_dir / member_folder(lr)) for lr in rates))
         if not best_path.is_file():
             raise RunDirectoryError(f"{run_dir}: no checkpoints/best.pt yet (the run has not evaluated dev)")
         config = read_run_config(cfg_path)
@@ -331,7 +427,7 @@ class Runner:
         if device:
             config["device"] = device
         runner = cls.__new__(cls)
-        runner.output_dir, runner.progress, runner.resume, runner.optimizer = run_dir, progress, True, None
+        runner.output_dir, runner.progress, runner.resume = run_dir, progress, True
         runner.upstream_model = upstream_model
         runner._lock = runner._take_lock()
         try:
@@ -348,6 +444,7 @@ class Runner:
         self.config = config
         self.device = pick_device(config.get("device", "auto"))
         self.threads = set_threads(config.get("threads"))
+        self.workers = check_workers(config.get("workers"))
         # autocast on CUDA only: CPU runs are fp32 whatever the recipe says (recorded as such)
         self.precision, self.amp, self.amp_dtype = autocast_settings(self.device.type, config["runner"].get("precision"))
         self.seed = int(config["runner"]["seed"])
@@ -364,17 +461,33 @@ class Runner:
         self.task: Task = task_cls(config["task"], context)
         self.data_dir = self._data_dir()
         self.splits = self.task.prepare(self.data_dir)
+        self._weights, self._crops_uncached = None, 0
+        self._cache_counts = {"hits": 0, "misses": 0, "corrupt": 0}
+        self.store, self.cache_kind = self._open_store()
         self.featurizer: Optional[Featurizer] = None
         self.head: Optional[torch.nn.Module] = None
+        self.members = []
         if task_cls.trainable:  # QbE trains nothing: no featurizer, no head
-            self.featurizer = Featurizer(self.hidden_sizes, config["featurizer"]["layer"],
-                                         config["featurizer"]["layer_norm"]).to(self.device)
-            self.head = self.task.build_head(self.featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
+            rates = sweep_rates(config)
+            start = _torch_rng(self.device)
+            for lr in rates:  # every rate starts from the same initialisation and RNG state
+                _set_torch_rng(start, self.device)
+                featurizer = Featurizer(self.hidden_sizes, config["featurizer"]["layer"],
+                                        config["featurizer"]["layer_norm"]).to(self.device)
+                head = self.task.build_head(featurizer.output_dim, self.upstream.downsample_rate).to(self.device)
+                if len(rates) == 1:
+                    self.members.append(Member(lr, self.output_dir, config, featurizer, head))
+                else:
+                    self.members.append(Member(lr, self.output_dir / member_folder(lr),
+                                               member_config(config, lr, self.output_dir), featurizer, head,
+                                               rng=_torch_rng(self.device)))
+            self.featurizer, self.head = self.members[0].featurizer, self.members[0].head
 
-    def load_best(self) -> Dict[str, Any]:
-        best = load_run_checkpoint(self.output_dir / "checkpoints" / "best.pt")
-        self.featurizer.load_state_dict(best["featurizer"])
-        self.head.load_state_dict(best["head"])
+    def load_best(self, member: Optional[Member] = None) -> Dict[str, Any]:
+        member = member or self.members[0]
+        best = load_run_checkpoint(member.dir / "checkpoints" / "best.pt")
+        member.featurizer.load_state_dict(best["featurizer"])
+        member.head.load_state_dict(best["head"])
         return best
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -386,7 +499,12 @@ class Runner:
             if not cfg_path.is_file():
                 raise RunDirectoryError(f"--resume: {out} holds no run to resume (no config.json)")
             saved = read_run_config(cfg_path)
-            allowed = {"runner.total_steps", "device", "threads"}
+            allowed = {"runner.total_steps", "device", "threads", "workers", "cache.features", "cache.max_gb",
+                       "cache.dir"}
+            # runs from before the feature store ran uncached: the store changes no number beyond
+            # float rounding, so they resume with it (its dtype stays fp32, the exact one)
+            for c in (saved, config):
+                c.setdefault("cache", dict(DEFAULT_CACHE))
             diff = [k for k in diff_configs(saved, config) if k not in allowed]
             if diff:
                 raise RunDirectoryError(
@@ -396,6 +514,10 @@ class Runner:
             saved["runner"]["total_steps"] = config["runner"]["total_steps"]
             saved["device"] = config.get("device", "auto")
             saved["threads"] = config.get("threads")
+            saved["workers"] = config.get("workers")
+            for key in ("features", "max_gb", "dir"):
+                if key in (config.get("cache") or {}):
+                    saved["cache"][key] = config["cache"][key]
             return saved
         if out.exists() and any(p.name not in _NOT_A_RUN for p in out.iterdir()):
             if cfg_path.is_file():
@@ -420,12 +542,11 @@ class Runner:
                 f"(runner.save_every={every}); delete {self.output_dir} to start over"
             )
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        opt_cfg = dict(self.config["optimizer"])
+    def _build_optimizer(self, member: Member) -> torch.optim.Optimizer:
+        opt_cfg = dict(self.config["optimizer"], lr=member.lr)
         opt_cls = getattr(torch.optim, opt_cfg.pop("name"))
-        params = [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
         try:
-            return opt_cls(params, **opt_cfg)
+            return opt_cls(member.params, **opt_cfg)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"optimizer {self.config['optimizer']}: {exc}") from None
 
@@ -449,18 +570,127 @@ class Runner:
         seed_everything(self.seed)
         return model
 
+    # -- feature store --------------------------------------------------------------------------
+    def weights_identity(self) -> Dict[str, Any]:
+        """What the upstream's weights are: ``{"weights": ..., "digest": sha256 or None}`` (computed once)."""
+        if getattr(self, "_weights", None) is None:
+            up = self.config["upstream"]
+            ckpt = up.get("ckpt")
+            n_params = sum(p.numel() for p in self.upstream.parameters())
+            if self.upstream_model is not None:
+                self._weights = {"weights": "in-memory module", "digest": state_sha256(self.upstream)}
+            elif ckpt:
+                self._weights = {"weights": "pretrained", "digest": sha256_of(Path(ckpt))}
+            elif up.get("random_init"):
+                self._weights = {"weights": f"random-init (seed {self.seed})", "digest": None}
+            elif n_params == 0:
+                self._weights = {"weights": "none (parameter-free)", "digest": None}
+            else:  # a custom / HEAR module that brings its own weights, or its constructor's initialisation
+                self._weights = {"weights": "the module's own (no checkpoint given)", "digest": state_sha256(self.upstream)}
+        return self._weights
+
+    def _open_store(self):
+        """``(namespace, kind)`` of this run's feature store entries, or ``(None, reason)``.
+
+        ``kind`` is ``time_mean`` (each selected layer's mean over the valid frames, for tasks with
+        a linear pooled head and a featurizer without per-layer normalisation: the same model
+        exactly) or ``frames`` (every valid frame of each selected layer)."""
+        cache = self.config.get("cache") or {}
+        mode = cache.get("features") or "auto"
+        if mode == "off":
+            return None, "--feature-cache off"
+        from superb.upstream.custom import code_provenance
+
+        from .feature_store import FeatureStore, default_store_dir
+
+        pooled = (mode == "auto" and self.task.trainable and self.task.linear_pooled_head
+                  and not self.config["featurizer"].get("layer_norm"))
+        kind = "time_mean" if pooled else "frames"
+        up = self.config["upstream"]
+        identity = {
+            "upstream": up["name"], **self.weights_identity(), **code_provenance(up["name"]),
+            "options": up.get("options") or {}, "layers": self.layer_ids, "kind": kind,
+            "precision": self.precision, "device_type": self.device.type,
+            "superb": package_versions().get("superb", "unknown"),
+        }
+        root = Path(cache["dir"]) if cache.get("dir") else default_store_dir(self.config["data"].get("cache_dir"))
+        max_gb = cache.get("max_gb")
+        store = FeatureStore(root, max_bytes=int(float(max_gb) * 1e9) if max_gb else None)
+        return store.namespace(plain_data(identity), dtype=cache.get("dtype") or "fp32"), kind
+
+    def cache_report(self) -> Dict[str, Any]:
+        """What results.json records of the feature store."""
+        if self.store is None:
+            return {"used": False, "reason": self.cache_kind}
+        stats = {**self._cache_counts, "writes": self.store.writes, "refused": self.store.refused}
+        return {"used": True, "kind": self.cache_kind, "dtype": self.store.dtype, "dir": str(self.store.dir),
+                "key": self.store.key, **stats,
+                "crops_uncached": self._crops_uncached}
+
     # -- forward --------------------------------------------------------------------------------
+    def _reader(self, examples: Sequence[Example], train: bool = False) -> pipeline.BatchReader:
+        view = functools.partial(_training_view, self.task, self.seed) if train else None
+        return pipeline.BatchReader(examples, view, self.store)
+
+    def _batches(self, reader: pipeline.BatchReader, keys):
+        return pipeline.batches(reader, keys, self.workers, self.seed, pin_memory=self.device.type == "cuda")
+
     def features(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         """Featurizer output ``[B, T, D]`` and exact frame lengths for a batch of examples."""
-        hidden, lengths = self.upstream_states(examples)
+        return self.featurize(*self.upstream_states(examples))
+
+    def featurize(self, hidden: List[torch.Tensor], lengths: torch.Tensor,
+                  featurizer: Optional[Featurizer] = None) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            feats = self.featurizer(hidden)
+            feats = (featurizer or self.featurizer)(hidden)
         return feats, lengths
 
     def upstream_states(self, examples: Sequence[Example]) -> tuple[List[torch.Tensor], torch.Tensor]:
-        """Every hidden state of the frozen upstream (float32) and exact frame lengths."""
-        wavs, wav_lens = pad_batch([load_audio(e.audio) for e in examples])
-        wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
+        """Every selected hidden state (float32 ``[B, T, D]``; ``[B, 1, D]`` time-means when the
+        store holds those) and exact frame lengths for a batch of examples."""
+        return self.states(self._reader(()).load(list(examples)))
+
+    def states(self, item: pipeline.LoadedBatch) -> tuple[List[torch.Tensor], torch.Tensor]:
+        """The hidden states of a loaded batch: stored ones as read, the rest computed (and stored)."""
+        misses, n = item.misses, len(item.examples)
+        if self.store is not None:  # counted here: a worker's counters stay in the worker
+            stored = sum(k is not None for k in item.keys)
+            self._cache_counts["misses"] += sum(item.keys[i] is not None for i in misses)
+            self._cache_counts["hits"] += stored - sum(item.keys[i] is not None for i in misses)
+            self._cache_counts["corrupt"] += item.corrupt
+        computed: List[List[torch.Tensor]] = []
+        if misses:
+            hidden, lengths = self._forward(item.wavs, item.wav_lens, [item.examples[i] for i in misses])
+            if self.cache_kind == "time_mean":
+                hidden = [masked_mean(h, lengths).unsqueeze(1) for h in hidden]
+                lengths = torch.ones_like(lengths)
+            if self.store is not None:
+                for j, i in enumerate(misses):
+                    entry = [h[j, : int(lengths[j])] if self.cache_kind == "frames" else h[j, 0] for h in hidden]
+                    if item.keys[i] is not None:
+                        self.store.put(item.keys[i], [t.detach().to("cpu") for t in entry])
+                    else:
+                        self._crops_uncached += 1
+                    computed.append(entry)
+            if len(misses) == n:
+                return hidden, lengths
+        entries: List[Optional[List[torch.Tensor]]] = list(item.cached)
+        for j, i in enumerate(misses):
+            entries[i] = computed[j]
+        entries = [[torch.as_tensor(t).to(self.device, non_blocking=True) for t in e] for e in entries]
+        layers = range(len(entries[0]))
+        if self.cache_kind == "time_mean":
+            return ([torch.stack([e[l] for e in entries]).unsqueeze(1) for l in layers],
+                    torch.ones(n, dtype=torch.long, device=self.device))
+        lengths = torch.tensor([e[0].shape[0] for e in entries], dtype=torch.long, device=self.device)
+        return ([torch.nn.utils.rnn.pad_sequence([e[l] for e in entries], batch_first=True) for l in layers],
+                lengths)
+
+    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor,
+                 examples: Sequence[Example]) -> tuple[List[torch.Tensor], torch.Tensor]:
+        """Every selected hidden state of the frozen upstream (float32) and exact frame lengths."""
+        wavs = wavs.to(self.device, non_blocking=True)
+        wav_lens = wav_lens.to(self.device, non_blocking=True)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out = self.upstream(wavs, wav_lens)
         if len(out.hidden_states) != len(self.upstream.hidden_sizes):
@@ -488,21 +718,30 @@ class Runner:
         )
 
     def evaluate(self, split: str) -> tuple[Dict[str, float], List[Any]]:
+        """Metrics and predictions of the run's featurizer and head on ``split``."""
+        return self.evaluate_members(split, [(self.featurizer, self.head)])[0]
+
+    def evaluate_members(self, split: str, models) -> List[tuple[Dict[str, float], List[Any]]]:
+        """``evaluate`` for several ``(featurizer, head)`` pairs in one pass of the upstream states."""
         examples = self.splits[split]
-        self.featurizer.eval()
-        self.head.eval()
-        predictions: List[Any] = [None] * len(examples)
+        predictions: List[List[Any]] = [[None] * len(examples) for _ in models]
+        order = self._sampler(examples, train=False).epoch_batches()
+        for featurizer, head in models:
+            featurizer.eval()
+            head.eval()
         with torch.no_grad():
-            for batch in self._sampler(examples, train=False).epoch_batches():
-                exs = [examples[i] for i in batch]
-                feats, lengths = self.features(exs)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                    preds = self.task.predict(self.head, feats, lengths, exs)
-                for i, p in zip(batch, preds):
-                    predictions[i] = p
-        self.featurizer.train()
-        self.head.train()
-        return self.task.score(examples, predictions), predictions
+            for item in self._batches(self._reader(examples), pipeline.EvalKeys(order)):
+                hidden, lengths = self.states(item)
+                for k, (featurizer, head) in enumerate(models):
+                    feats, _ = self.featurize(hidden, lengths, featurizer)
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                        preds = self.task.predict(head, feats, lengths, item.examples)
+                    for i, p in zip(order[item.position], preds):
+                        predictions[k][i] = p
+        for featurizer, head in models:
+            featurizer.train()
+            head.train()
+        return [(self.task.score(examples, preds), preds) for preds in predictions]
 
     # -- state ----------------------------------------------------------------------------------
     def _rng_state(self) -> Dict[str, Any]:
@@ -530,111 +769,189 @@ class Runner:
         """Hook called after every optimiser step (tests use it to simulate a kill)."""
 
     # -- training -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _member_rng(self, member: Member):
+        """Member ``member``'s own torch RNG stream for its forward/backward (sweeps only)."""
+        if member.rng is None:
+            yield
+            return
+        outside = _torch_rng(self.device)
+        _set_torch_rng(member.rng, self.device)
+        try:
+            yield
+        finally:
+            member.rng = _torch_rng(self.device)
+            _set_torch_rng(outside, self.device)
+
+    def _last_checkpoint(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        """``checkpoints/last.pt``: one file for all members, so a kill never leaves them apart."""
+        rng = self._rng_state()
+        if len(self.members) == 1:
+            m = self.members[0]
+            return {"featurizer": m.featurizer.state_dict(), "head": m.head.state_dict(),
+                    "optimizer": m.optimizer.state_dict(), "state": plain_data({**state, **m.progress()}),
+                    "rng": rng, "scaler": plain_data(m.scaler.state_dict())}
+        return {"members": [{"lr": m.lr, "featurizer": m.featurizer.state_dict(), "head": m.head.state_dict(),
+                             "optimizer": m.optimizer.state_dict(), "scaler": plain_data(m.scaler.state_dict()),
+                             "torch_rng": m.rng, **plain_data(m.progress())} for m in self.members],
+                "state": plain_data(state), "rng": rng}
+
+    def _load_last(self, saved: Dict[str, Any]) -> Dict[str, Any]:
+        """Restore every member from ``last.pt``; returns the shared state (step, epoch, batch, elapsed)."""
+        if len(self.members) == 1:
+            state = dict(saved["state"])
+            parts = [{**saved, **{k: state.pop(k) for k in ("best", "best_step", "history")}}]
+        else:
+            parts, state = saved["members"], dict(saved["state"])
+            if [float(p["lr"]) for p in parts] != self.rates:
+                raise ValueError(f"it holds the rates {[p['lr'] for p in parts]}, the config {self.rates}")
+        for m, part in zip(self.members, parts):
+            m.featurizer.load_state_dict(part["featurizer"])
+            m.head.load_state_dict(part["head"])
+            m.optimizer.load_state_dict(part["optimizer"])
+            if part.get("scaler"):
+                m.scaler.load_state_dict(part["scaler"])
+            m.best, m.best_step, m.history = part["best"], part["best_step"], list(part["history"])
+            if part.get("torch_rng") is not None:
+                m.rng = part["torch_rng"]
+        self._set_rng_state(saved["rng"])
+        return state
+
+    @property
+    def rates(self) -> List[float]:
+        return [m.lr for m in self.members]
+
     def train(self) -> Dict[str, Any]:
+        """Train every member; returns the shared state (step, epoch, batch, elapsed)."""
         rc = self.config["runner"]
         total, accumulate = int(rc["total_steps"]), int(rc["accumulate"])
-        params = [p for p in list(self.featurizer.parameters()) + list(self.head.parameters()) if p.requires_grad]
-        optimizer = self.optimizer if self.optimizer is not None else self._build_optimizer()
         sched = self.config.get("scheduler") or {"name": "constant", "warmup_steps": 0}
-        schedule = Schedule(sched["name"], sched.get("warmup_steps", 0), total, float(self.config["optimizer"]["lr"]))
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        members = self.members
+        for m in members:
+            m.optimizer = m.optimizer if m.optimizer is not None else self._build_optimizer(m)
+            m.schedule = Schedule(sched["name"], sched.get("warmup_steps", 0), total, m.lr)
+            m.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         train = self.splits["train"]
         sampler = self._sampler(train, train=True)
-        state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "history": [], "elapsed": 0.0}
+        state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0}
         ckpt_dir = self.output_dir / "checkpoints"
         last_path = ckpt_dir / "last.pt"
-        log_path = self.output_dir / "log.jsonl"
-        fileio.remove_stale_tmp(self.output_dir)
+        for m in members:
+            (m.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            fileio.remove_stale_tmp(m.dir)
+            fileio.remove_stale_tmp(m.dir / "checkpoints")
         fileio.remove_stale_tmp(ckpt_dir)
         if self.resume and last_path.is_file():
             saved = load_run_checkpoint(last_path)
             try:
-                self.featurizer.load_state_dict(saved["featurizer"])
-                self.head.load_state_dict(saved["head"])
-                optimizer.load_state_dict(saved["optimizer"])
-                if saved.get("scaler"):
-                    scaler.load_state_dict(saved["scaler"])
-                state = saved["state"]
-                self._set_rng_state(saved["rng"])
+                state = self._load_last(saved)
             except (KeyError, TypeError, RuntimeError, ValueError) as exc:
                 raise RunDirectoryError(f"{last_path}: not a resumable superb checkpoint ({type(exc).__name__}: {exc})") from None
-            self._rewind_log(log_path, int(state["step"]))
-        elif log_path.exists():
-            log_path.unlink()  # a fresh start (no save yet) keeps no lines of an earlier attempt
+            for m in members:
+                self._rewind_log(m.dir / "log.jsonl", int(state["step"]))
+        else:
+            for m in members:
+                if (m.dir / "log.jsonl").exists():
+                    (m.dir / "log.jsonl").unlink()  # a fresh start (no save yet) keeps no lines of an earlier attempt
         start_time = time.time() - state["elapsed"]
-        self.featurizer.train()
-        self.head.train()
+        for m in members:
+            m.featurizer.train()
+            m.head.train()
         primary = self.task.primary_metric
+        sweep = len(members) > 1
         # a terminal gets a tqdm bar; a log file (CI, SLURM, nohup) gets one plain line per log_every steps
         interactive = self.progress and sys.stderr.isatty()
         bar = tqdm(total=total, initial=state["step"], disable=not interactive, desc=f"{self.task.name}",
                    dynamic_ncols=True, file=sys.stderr)
         self._saved_step = int(state["step"]) if self.resume and last_path.is_file() else None
         first_step, first_time = int(state["step"]), time.time()
-        with self._stop_report(state, last_path, rc, bar):
-            batches = sampler.epoch_batches(state["epoch"])
-            running: List[float] = []
+        stream = self._batches(self._reader(train, train=True),
+                               pipeline.TrainingKeys(sampler, state["epoch"], state["batch"]))
+
+        def dev_note() -> Dict[str, str]:
+            done = [m for m in members if m.history]
+            if not done:
+                return {}
+            best = self._best_member(done)
+            rate = f" (lr {best.lr:g})" if sweep else ""
+            return {f"dev_{primary}": f"{best.history[-1][primary]:.2f}{rate}"}
+
+        with self._stop_report(state, last_path, rc, bar), contextlib.closing(stream):
             while state["step"] < total:
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum = 0.0
+                for m in members:
+                    m.optimizer.zero_grad(set_to_none=True)
+                    m.loss_sum = 0.0
                 for _ in range(accumulate):
-                    if state["batch"] >= len(batches):
-                        state["epoch"] += 1
-                        state["batch"] = 0
-                        batches = sampler.epoch_batches(state["epoch"])
-                    exs = self.task.training_examples([train[i] for i in batches[state["batch"]]], state["epoch"], self.seed)
-                    state["batch"] += 1
-                    feats, lengths = self.features(exs)
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                        loss = self.task.loss(self.head, feats, lengths, exs)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss is {loss.item()} at step {state['step'] + 1} (batch {[e.id for e in exs][:4]})")
-                    scaler.scale(loss.float() / accumulate).backward()
-                    loss_sum += loss.item() / accumulate
+                    item = next(stream)
+                    state["epoch"], state["batch"] = item.epoch, item.position + 1
+                    exs = item.examples
+                    hidden, lengths = self.states(item)  # once for every member
+                    for m in members:
+                        with self._member_rng(m):
+                            feats, _ = self.featurize(hidden, lengths, m.featurizer)
+                            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                                loss = self.task.loss(m.head, feats, lengths, exs)
+                            if not torch.isfinite(loss):
+                                rate = f" with lr {m.lr:g}" if sweep else ""
+                                raise FloatingPointError(f"loss is {loss.item()} at step {state['step'] + 1}{rate} "
+                                                         f"(batch {[e.id for e in exs][:4]})")
+                            m.scaler.scale(loss.float() / accumulate).backward()
+                        m.loss_sum += loss.item() / accumulate
                 grad_clip = rc.get("grad_clip")
-                if grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
-                lr = schedule.apply(optimizer, state["step"])
-                scaler.step(optimizer)
-                scaler.update()
+                lrs = []
+                for m in members:
+                    if grad_clip:
+                        m.scaler.unscale_(m.optimizer)
+                        torch.nn.utils.clip_grad_norm_(m.params, float(grad_clip))
+                    lrs.append(m.schedule.apply(m.optimizer, state["step"]))
+                    m.scaler.step(m.optimizer)
+                    m.scaler.update()
+                    m.running.append(m.loss_sum)
                 state["step"] += 1
                 step = state["step"]
-                running.append(loss_sum)
                 bar.update(1)
                 if step % int(rc["log_every"]) == 0 or step == total:
                     wall = round(time.time() - start_time, 1)
-                    fileio.append_line(log_path, json.dumps({"step": step, "loss": float(np.mean(running)), "lr": lr,
-                                                             "wall_s": wall}))
+                    for m, lr in zip(members, lrs):
+                        fileio.append_line(m.dir / "log.jsonl", json.dumps(
+                            {"step": step, "loss": float(np.mean(m.running)), "lr": lr, "wall_s": wall}))
+                    loss_text = "/".join(f"{np.mean(m.running):.3f}" for m in members)
                     if self.progress and not interactive:
                         per_step = (time.time() - first_time) / max(step - first_step, 1)
-                        dev = f", dev {primary} {state['history'][-1][primary]:.2f}" if state["history"] else ""
-                        print(f"superb: step {step}/{total}, loss {np.mean(running):.3f}{dev}, {per_step:.2f} s/step, "
+                        dev = "".join(f", dev {primary} {v}" for v in dev_note().values())
+                        print(f"superb: step {step}/{total}, loss {loss_text}{dev}, {per_step:.2f} s/step, "
                               f"about {per_step * (total - step) / 60:.0f} min left", file=sys.stderr, flush=True)
-                    bar.set_postfix(loss=f"{np.mean(running):.3f}", **({f"dev_{primary}": f"{state['history'][-1][primary]:.2f}"} if state["history"] else {}))
-                    running = []
+                    bar.set_postfix(loss=loss_text, **dev_note())
+                    for m in members:
+                        m.running = []
                 if step % int(rc["eval_every"]) == 0 or step == total:
-                    metrics, _ = self.evaluate("dev")
-                    metrics = plain_data(metrics)
-                    state["history"].append({"step": step, **metrics})
-                    fileio.append_line(log_path, json.dumps({"step": step, "dev": metrics,
-                                                             "wall_s": round(time.time() - start_time, 1)}))
-                    if self.task.is_better(metrics[primary], state["best"]):
-                        state["best"], state["best_step"] = metrics[primary], step
-                        atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
-                                           "step": step, "dev": metrics}, ckpt_dir / "best.pt")
-                    bar.set_postfix(loss=f"{loss_sum:.3f}", **{f"dev_{primary}": f"{metrics[primary]:.2f}"})
+                    scored = self.evaluate_members("dev", [(m.featurizer, m.head) for m in members])
+                    for m, (metrics, _) in zip(members, scored):
+                        metrics = plain_data(metrics)
+                        m.history.append({"step": step, **metrics})
+                        fileio.append_line(m.dir / "log.jsonl", json.dumps(
+                            {"step": step, "dev": metrics, "wall_s": round(time.time() - start_time, 1)}))
+                        if self.task.is_better(metrics[primary], m.best):
+                            m.best, m.best_step = metrics[primary], step
+                            atomic_torch_save({"featurizer": m.featurizer.state_dict(), "head": m.head.state_dict(),
+                                               "step": step, "dev": metrics}, m.dir / "checkpoints" / "best.pt")
+                    bar.set_postfix(loss="/".join(f"{m.loss_sum:.3f}" for m in members), **dev_note())
                 if step % int(rc["save_every"]) == 0 or step == total:
                     state["elapsed"] = time.time() - start_time
-                    atomic_torch_save({"featurizer": self.featurizer.state_dict(), "head": self.head.state_dict(),
-                                       "optimizer": optimizer.state_dict(), "state": plain_data(state),
-                                       "rng": self._rng_state(), "scaler": plain_data(scaler.state_dict())},
-                                      last_path)
+                    atomic_torch_save(self._last_checkpoint(state), last_path)
                     self._saved_step = step
                 self._after_step(step)
         bar.close()
         state["elapsed"] = time.time() - start_time
         return state
+
+    def _best_member(self, members: Optional[Sequence[Member]] = None) -> Member:
+        """The member with the best dev result (the first of equals: the first-listed rate)."""
+        best = None
+        for m in members or self.members:
+            if best is None or self.task.is_better(m.best, best.best):
+                best = m
+        return best
 
     @contextlib.contextmanager
     def _stop_report(self, state, last_path: Path, rc: Dict[str, Any], bar):
@@ -702,12 +1019,17 @@ class Runner:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         steps = f"{rc['total_steps']} steps (dev every {rc['eval_every']}, saved every {rc['save_every']})" \
             if self.task.trainable else "no training (evaluation only)"
+        if len(self.members) > 1:
+            steps += f", {len(self.members)} heads: lr " + ", ".join(f"{m.lr:g}" for m in self.members)
         return [
             f"run folder  {self.output_dir}",
             f"task        {self.task.name} ({self.task.title or self.task.dataset})",
             f"upstream    {up['name']}, {weights}, {len(self.layer_ids)} hidden states to the featurizer",
             f"data        {source}: {sizes}",
-            f"device      {self.device}, {self.precision}, {self.threads} CPU threads (--threads)",
+            f"device      {self.device}, {self.precision}, {self.threads} CPU threads (--threads), "
+            f"{self.workers} input worker(s) (--workers)",
+            "features    " + (f"stored in {self.store.dir} ({self.cache_kind}, {self.store.dtype}; --feature-cache)"
+                               if self.store is not None else f"computed every step ({self.cache_kind})"),
             f"training    {steps}",
             f"config      {self.output_dir / 'config.json'}",
         ]
@@ -725,22 +1047,49 @@ class Runner:
             atomic_write_json(self.output_dir / "results.json", results)
             return results
         state = self.train()
-        self.load_best()
-        metrics: Dict[str, Dict[str, float]] = {}
-        prediction_files: Dict[str, List[str]] = {}
-        for split in ("dev", "test"):
-            metrics[split], preds = self.evaluate(split)
-            files = self.task.write_predictions(self.output_dir / "predictions", split, self.splits[split], preds)
-            prediction_files[split] = [str(Path(f).relative_to(self.output_dir)) for f in files]
-        results = self.results(metrics, state, prediction_files)
-        warning = self.still_improving(state)
-        if warning:
-            results["warnings"] = [warning]
-            print(f"superb: warning: {warning}", file=sys.stderr, flush=True)
-        atomic_write_json(self.output_dir / "results.json", results)
-        return results
+        for m in self.members:
+            self.load_best(m)
+        scored = {split: self.evaluate_members(split, [(m.featurizer, m.head) for m in self.members])
+                  for split in ("dev", "test")}
+        results_of = []
+        for k, m in enumerate(self.members):
+            metrics: Dict[str, Dict[str, float]] = {}
+            prediction_files: Dict[str, List[str]] = {}
+            for split in ("dev", "test"):
+                metrics[split], preds = scored[split][k]
+                files = self.task.write_predictions(m.dir / "predictions", split, self.splits[split], preds)
+                prediction_files[split] = [str(Path(f).relative_to(m.dir)) for f in files]
+            member_state = {**state, **m.progress()}
+            results = self.results(metrics, member_state, prediction_files, member=m)
+            warning = self.still_improving(member_state, m)
+            if warning:
+                results["warnings"] = [warning]
+                print(f"superb: warning: {warning}", file=sys.stderr, flush=True)
+            if len(self.members) > 1:
+                atomic_write_json(m.dir / "config.json", m.config)
+            atomic_write_json(m.dir / "results.json", results)
+            results_of.append(results)
+        out = results_of[0] if len(self.members) == 1 else self._sweep_results(results_of)
+        draw_training_curves(self.output_dir)
+        return out
 
-    def still_improving(self, state) -> Optional[str]:
+    def _sweep_results(self, results_of: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """The sweep's results.json: the best rate by dev (its metrics, layer weights, predictions)
+        and every rate's dev and test numbers under ``sweep``."""
+        best = self._best_member()
+        out = json.loads(json.dumps(results_of[self.members.index(best)]))
+        folder = member_folder(best.lr)
+        out["predictions"] = {split: [f"{folder}/{f}" for f in files] for split, files in out["predictions"].items()}
+        out["config"] = self.config
+        out["sweep"] = {
+            "rates": self.rates, "best_lr": best.lr, "selected_by": f"best dev {self.task.primary_metric}",
+            "members": [{"lr": m.lr, "dir": member_folder(m.lr), "best_step": m.best_step,
+                         "best_dev": m.best, "metrics": r["metrics"]} for m, r in zip(self.members, results_of)],
+        }
+        atomic_write_json(self.output_dir / "results.json", out)
+        return out
+
+    def still_improving(self, state, member: Optional[Member] = None) -> Optional[str]:
         """A note when training ended while dev was still improving: the best dev checkpoint is the
         last evaluation and it beat the one before (more steps would likely change the result)."""
         history, primary = state.get("history") or [], self.task.primary_metric
@@ -752,25 +1101,18 @@ class Runner:
         return (f"dev {primary} was still improving when training ended ({before:.2f} at step {history[-2]['step']} "
                 f"-> {last:.2f} at step {history[-1]['step']}, the last evaluation); runner.total_steps="
                 f"{self.config['runner']['total_steps']} may be too few: `superb resume {self.output_dir} --max-steps N` "
-                "trains on")
+                "trains on" + (f" (lr {member.lr:g} of the sweep)" if member is not None and member.rng is not None else ""))
 
-    def results(self, metrics, state, prediction_files) -> Dict[str, Any]:
-        up = self.config["upstream"]
+    def results(self, metrics, state, prediction_files, member: Optional[Member] = None) -> Dict[str, Any]:
+        config = member.config if member is not None else self.config
+        featurizer = member.featurizer if member is not None else self.featurizer
+        up = config["upstream"]
         reported = {k for split in metrics.values() for k in split} | {self.task.primary_metric}
         ckpt = up.get("ckpt")
         n_params = sum(p.numel() for p in self.upstream.parameters())
         extra: Dict[str, Any] = {"parameters": n_params, **code_provenance(up["name"])}
-        if self.upstream_model is not None:
-            weights, digest = "in-memory module", state_sha256(self.upstream)
-            extra["checkpoint_sha256_of"] = "the module's state_dict (names, dtypes, shapes, values)"
-        elif ckpt:
-            weights, digest = "pretrained", sha256_of(Path(ckpt))
-        elif up.get("random_init"):
-            weights, digest = f"random-init (seed {self.seed})", None
-        elif n_params == 0:
-            weights, digest = "none (parameter-free)", None
-        else:  # a custom / HEAR module that brings its own weights, or its constructor's initialisation
-            weights, digest = "the module's own (no checkpoint given)", state_sha256(self.upstream)
+        weights, digest = self.weights_identity()["weights"], self.weights_identity()["digest"]
+        if digest is not None and not ckpt:
             extra["checkpoint_sha256_of"] = "the module's state_dict (names, dtypes, shapes, values)"
         return {
             "superb_results_version": RESULTS_VERSION,
@@ -790,16 +1132,18 @@ class Runner:
             "best_step": state["best_step"],
             "steps": state["step"],
             "dev_history": state["history"],
-            "layer_weights": self.featurizer.layer_weights() if self.featurizer is not None else None,
+            "layer_weights": featurizer.layer_weights() if featurizer is not None else None,
             "data": {"dir": str(self.data_dir), **self.data_source(),
                      "num_examples": {k: len(v) for k, v in self.splits.items()},
                      **({"notes": self.task.data_notes} if self.task.data_notes else {})},
             "predictions": prediction_files,
-            "config": self.config,
+            "config": config,
             "wall_time_s": round(state["elapsed"], 2),
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
             "precision": self.precision,
             "threads": self.threads,
+            "workers": self.workers,
+            "feature_cache": self.cache_report(),
             "versions": package_versions(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -910,7 +1254,7 @@ def check_run_upstream(config: Dict[str, Any], cfg_path: Path, upstream: Optiona
             f"import code it names. Pass --upstream {name!r} to run that code, or --trust-run-dir")
 
 
-def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = None,
+def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = None, workers: Optional[int] = None,
                total_steps: Optional[int] = None, progress: bool = True, upstream: Optional[str] = None,
                trust_run_dir: bool = False, upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
     """``superb resume RUN_DIR``: continue a run from its folder alone (its ``config.json``; for a
@@ -928,15 +1272,32 @@ def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = N
         config["task"]["fold"] = "all"
     else:
         raise RunDirectoryError(f"{run_dir} holds no run to resume (no config.json, no fold*/config.json)")
+    if config.get("sweep_member_of"):
+        raise RunDirectoryError(f"{run_dir} is one learning rate of the sweep in {config['sweep_member_of']}; "
+                                f"its rates train together: superb resume {config['sweep_member_of']}")
     check_run_upstream(config, cfg_path, upstream, trust_run_dir, upstream_model,
                        "superb.run(module, ..., output=run_dir, resume=True)")
     if device is not None:
         config["device"] = device
     if threads is not None:
         config["threads"] = threads
+    if workers is not None:
+        config["workers"] = workers
     if total_steps is not None:
         config["runner"]["total_steps"] = int(total_steps)
     return run_benchmark(config, run_dir, resume=True, progress=progress, upstream_model=upstream_model)
+
+
+def draw_training_curves(run_dir: Path) -> None:
+    """``training_curves.png`` next to a run's results.json (loss and dev metric against step;
+    one line per rate of a sweep, per fold of a cross-validated task). A plot that cannot be
+    drawn is reported, never fatal: the numbers are in results.json and log.jsonl."""
+    try:
+        from .plots import write_training_curves
+
+        write_training_curves(run_dir)
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"superb: warning: training curves not drawn: {exc}", file=sys.stderr, flush=True)
 
 
 def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, progress: bool = True,
@@ -979,4 +1340,5 @@ def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, prog
     })
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output_dir / "results.json", results)
+    draw_training_curves(output_dir)
     return results

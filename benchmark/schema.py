@@ -48,7 +48,9 @@ class RunnerConfig:
 @dataclass
 class OptimizerConfig:
     name: Optional[str] = _spec("optimizer", doc="a torch.optim optimiser class")
-    lr: Optional[float] = _spec("float", 0, low_open=True, doc="learning rate")
+    lr: Optional[float] = _spec("rates", 0, low_open=True,
+                                doc="learning rate, or a list of rates: one head per rate trained on the same "
+                                    "upstream pass, the best by dev reported (SUPERB's learning-rate search)")
 
 
 @dataclass
@@ -72,10 +74,28 @@ class FeaturizerConfig:
     layer_norm: Optional[bool] = _spec("bool", doc="layer-normalise each hidden state before the sum")
 
 
+CACHE_MODES = ("auto", "frames", "off")
+STORE_DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class CacheConfig:
+    """The feature store (:mod:`superb.benchmark.feature_store`); set by ``superb run`` flags."""
+
+    features: Optional[str] = _spec("choice", optional=True, choices=CACHE_MODES,
+                                    doc="auto: store upstream features (time-means for linear pooled heads), "
+                                        "frames: store frames only, off: compute every step (null: auto)")
+    max_gb: Optional[float] = _spec("float", 0, low_open=True, optional=True,
+                                    doc="disk budget of the whole store in GB (null: unbounded)")
+    dtype: Optional[str] = _spec("choice", optional=True, choices=STORE_DTYPES,
+                                 doc="storage precision (fp32: exact; null: fp32)")
+    dir: Optional[str] = _spec("path", optional=True, doc="the store folder (null: <cache dir>/features)")
+
+
 SECTIONS = {"runner": RunnerConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig, "batch": BatchConfig,
-            "featurizer": FeaturizerConfig}
-#: sections a config may lack (then their defaults apply: constant schedule)
-OPTIONAL_SECTIONS = ("featurizer", "scheduler")
+            "featurizer": FeaturizerConfig, "cache": CacheConfig}
+#: sections a config may lack (then their defaults apply: constant schedule, feature store on)
+OPTIONAL_SECTIONS = ("featurizer", "scheduler", "cache")
 
 
 def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
@@ -87,6 +107,17 @@ def _check_value(key: str, value: Any, meta: Mapping[str, Any]) -> Any:
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"config key {key} must be true or false, got {value!r}")
+        return value
+    if kind == "rates":
+        if not isinstance(value, (list, tuple)):
+            return _check_value(key, value, {**meta, "kind": "float"})
+        rates = [_check_value(f"{key}[{i}]", v, {**meta, "kind": "float"}) for i, v in enumerate(value)]
+        if not rates or len(set(f"{r:g}" for r in rates)) != len(rates):
+            raise ConfigError(f"config key {key} must list distinct rates (as %g), got {value!r}")
+        return rates[0] if len(rates) == 1 else rates
+    if kind == "path":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"config key {key} must be a folder path, got {value!r}")
         return value
     if kind == "choice":
         if value not in meta["choices"]:

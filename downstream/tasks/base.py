@@ -72,6 +72,11 @@ class Task:
     #: False for tasks without training (QbE): the runner builds no featurizer or head and calls
     #: ``run_untrained(splits)`` instead
     trainable: bool = True
+    #: True when the head is SUPERB's projector -> masked mean over time -> linear classifier and
+    #: ``loss``/``predict`` read the features only through ``head(feats, lengths)``: weighted sum,
+    #: projection and mean pooling commute, so the runner may store each layer's time-mean
+    #: (L x D per utterance) and train on those, the same model exactly (issue #14)
+    linear_pooled_head: bool = False
     #: fold names for cross-validated tasks (ER); ``task.fold: all`` in the config runs every fold
     folds: tuple = ()
     #: filled by ``prepare``: counts of what the loader filtered or dropped (and why), copied into

@@ -65,6 +65,7 @@ class EmotionRecognition(Task):
     leaderboard = Board("Emotion recognition", (Column("Acc", ("accuracy", "acc"), 48.23672168, 67.62),), position=5)
     submission = (Submission("er_fold{fold}_public", "predict.txt", "utt_label", ("predict.txt",)),)
     mini_split = "iemocap"
+    linear_pooled_head = True  # UtterancePooledHead, used only as head(feats, lengths)
     data_help = "IEMOCAP release folder holding Session1/ ... Session5/"
     folds = SESSIONS
 

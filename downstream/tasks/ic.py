@@ -47,6 +47,7 @@ class IntentClassification(Task):
     leaderboard = Board("Intent classification", (Column("Acc", ("accuracy", "acc"), 9.649354219, 98.76),), position=3)
     submission = (Submission("ic_public", "predict.csv", "ic_csv", ("predict.csv", "test_predict.csv")),)
     mini_split = "fluent_commands"
+    linear_pooled_head = True  # UtterancePooledHead, used only as head(feats, lengths)
     data_help = "fluent_speech_commands_dataset folder holding data/*.csv and wavs/"
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:

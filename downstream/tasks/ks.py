@@ -63,6 +63,7 @@ class KeywordSpotting(Task):
     leaderboard = Board("Keyword spotting", (Column("Acc", ("accuracy", "acc"), 41.3826674, 96.66),), position=2)
     submission = (Submission("ks_public", "predict.txt", "ks_label", ("predict.txt", "test_predict.txt")),)
     mini_split = "speech_commands"
+    linear_pooled_head = True  # UtterancePooledHead, used only as head(feats, lengths)
     data_help = f"folder holding {TRAIN_DIR}/ and {TEST_DIR}/"
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:

@@ -51,6 +51,7 @@ class SpeakerIdentification(Task):
     leaderboard = Board("Speaker identification", (Column("Acc", ("accuracy", "acc"), 20.058174, 90.3),), position=4)
     submission = (Submission("sid_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),)
     mini_split = "voxceleb1"
+    linear_pooled_head = True  # UtterancePooledHead, used only as head(feats, lengths)
     data_help = "VoxCeleb1 folder holding wav/ (or dev/wav/ and test/wav/) and iden_split.txt"
 
     def prepare(self, data_dir: Path) -> Dict[str, List[Example]]:
