@@ -5,6 +5,7 @@ is aligned and shows each task's metrics without its internal reference values.
 Nothing here is timed (tools/bench_cli.py measures); the checks are on what gets imported."""
 import json
 import subprocess
+from pathlib import Path
 import sys
 import textwrap
 
@@ -54,6 +55,20 @@ def test_list_tasks_imports_no_torch():
     assert not any(imported.values()), imported
 
 
+def test_show_recipe_prints_the_recipe_with_its_comments_and_imports_no_torch():
+    from superb.downstream.tasks import recipe_file
+
+    text = Path(recipe_file("asr")).read_text(encoding="utf-8")
+    imported = _modules_after(textwrap.dedent(f"""
+        import contextlib, io
+        from superb.benchmark.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["show-recipe", "ASR"]) == 0  # task names are case-insensitive
+        assert out.getvalue().split("\\n", 1)[1] == {text!r}
+    """))
+    assert "#" in text and not any(imported.values()), imported
+
+
 def _eager_parser(monkeypatch):
     monkeypatch.setattr(cli, "declared_subcommands", lambda module: None)  # every module imported, as before
     return cli.build_parser()
@@ -69,7 +84,8 @@ def test_lazy_subcommands_match_eager_registration(monkeypatch):
     lazy_top = lazy.format_help()
     args = lazy.parse_args(["inspect", "some.pt", "--json"])  # imports superb.benchmark.extract now
     assert args.func.__module__ == "superb.benchmark.extract" and args.path == "some.pt" and args.json
-    for argv in (["export", "runs"], ["submit", "runs", "--out", "x.zip"], ["check-upstream", "fbank"]):
+    for argv in (["export", "runs"], ["submit", "runs", "--out", "x.zip"], ["check-upstream", "fbank"],
+                 ["cache", "info"]):
         assert lazy.parse_args(argv).command == argv[0]
     eager = _eager_parser(monkeypatch)
     assert lazy_top == lazy.format_help() == eager.format_help()  # same listing, same order, before and after

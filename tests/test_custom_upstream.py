@@ -15,7 +15,7 @@ from torch import nn
 from superb.benchmark.check_upstream import FAIL, PASS, WARN, check_upstream
 from superb.benchmark.cli import main
 from superb.upstream import Upstream, UpstreamOutput, build_upstream, conv_output_lengths, get_spec
-from superb.upstream import custom, registry
+from superb.upstream import registry
 
 from conftest import write_speech_commands
 
@@ -317,3 +317,44 @@ def test_check_upstream_json_report_and_exit_status(tmp_path, capsys):
     assert main(["check-upstream", f"{bad}:Bad", "--seconds", "0.5"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  frame rate" in out and "result: FAILED" in out
+
+
+BROKEN_HEAR = '''
+import numpy as np
+
+
+class Model:
+    sample_rate = 16000
+    timestamp_embedding_size = 4
+
+
+def load_model(model_file_path="", fail="load"):
+    if fail == "load":  # as hearbaseline's load_model does inside librosa >= 0.10
+        raise TypeError("mel() takes 0 positional arguments but 2 were given\\n  (a second line)")
+    model = Model()
+    model.fail = fail
+    return model
+
+
+def get_timestamp_embeddings(audio, model):
+    raise np.linalg.LinAlgError("SVD did not converge")
+'''
+
+
+def test_errors_inside_a_hear_plugin_are_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    from superb.benchmark.cli import main
+    from superb.upstream.custom import CustomUpstreamError
+
+    (tmp_path / "superb_broken_hear.py").write_text(BROKEN_HEAR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(CustomUpstreamError) as info:
+        build_upstream("hear:superb_broken_hear")
+    assert str(info.value) == ("hear:superb_broken_hear: its load_model() raised TypeError: mel() takes 0 positional "
+                               "arguments but 2 were given (a second line)")
+    with pytest.raises(CustomUpstreamError, match=r"^hear:superb_broken_hear: its get_timestamp_embeddings\(\) "
+                                                  r"raised LinAlgError: SVD did not converge$"):
+        build_upstream("hear:superb_broken_hear", fail="embed")
+    assert main(["run", "--upstream", "hear:superb_broken_hear", "--task", "ks", "--data", str(tmp_path / "none"),
+                 "--output", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("superb: error: hear:superb_broken_hear: its load_model() raised TypeError")

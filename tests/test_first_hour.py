@@ -36,7 +36,8 @@ def test_threads_default_and_validation(tmp_path, ks_data, capsys):
     assert main(_argv(ks_data, out, "--threads", "1")) == 0
     err = capsys.readouterr().err
     block = [l for l in err.splitlines() if l.startswith("superb: ")]
-    assert [l.split()[1] for l in block[:7]] == ["run", "task", "upstream", "data", "device", "training", "config"]
+    assert [l.split()[1] for l in block[:8]] == ["run", "task", "upstream", "data", "device", "features", "training",
+                                                 "config"]
     assert "1 CPU threads" in err and "train " in err and str(out) in err
     res = json.loads((out / "results.json").read_text())
     assert res["threads"] == 1 and res["precision"] == "fp32"
