@@ -89,20 +89,21 @@ def run_config(upstream: UpstreamArg, task: str, *, data=None, ckpt=None, random
                max_steps: Optional[int] = None, seed: Optional[int] = None, device: str = "auto",
                threads: Optional[int] = None, mini_profile: str = "default", mini_seed: int = 0,
                cache_dir=None, feature_cache: str = "auto", cache_max_gb: Optional[float] = DEFAULT_CACHE_MAX_GB,
-               cache_dtype: str = "fp32", workers: Optional[int] = None) -> Dict[str, Any]:
+               cache_dtype: str = "fp32", workers: Optional[int] = None, tensorboard: bool = True) -> Dict[str, Any]:
     """The full config of one run (what ``superb run`` and :func:`run` both execute).
 
     ``feature_cache`` (``auto``, ``frames``, ``off``), ``cache_max_gb`` and ``cache_dtype``: the
     feature store of the frozen upstream's hidden states (:mod:`superb.benchmark.feature_store`,
     in ``<cache_dir>/features``); ``workers``: input-pipeline processes
-    (:mod:`superb.benchmark.pipeline`; None: chosen from the cores)."""
+    (:mod:`superb.benchmark.pipeline`; None: chosen from the cores); ``tensorboard``: TensorBoard
+    event files in ``<output>/tensorboard/`` (the config's top-level ``tensorboard`` key)."""
     from superb.downstream.tasks import get_task
     from superb.upstream import get_spec
 
     from .runner import check_in_memory_upstream, in_memory_name
 
     task = get_task(task).name  # case-insensitive, did-you-mean on typos
-    cfg = resolve_config(task, data is None, config_file, list(sets), max_steps)
+    cfg = resolve_config(task, data is None, config_file, list(sets), max_steps, mini_profile=mini_profile)
     if overrides:
         merge_config(cfg, nest(_flat(overrides).items(), "overrides"), "overrides")
     if isinstance(upstream, (str, Path)):
@@ -121,6 +122,7 @@ def run_config(upstream: UpstreamArg, task: str, *, data=None, ckpt=None, random
         "device": device,
         "threads": threads,
         "workers": workers,
+        "tensorboard": tensorboard,
         "cache": {"features": feature_cache, "max_gb": cache_max_gb, "dtype": cache_dtype, "dir": None},
         **cfg,
     }
@@ -144,7 +146,7 @@ def run(upstream: UpstreamArg, task: str, *, output=None, resume: bool = False, 
     Keyword arguments are those of :func:`run_config` (``data``, ``ckpt``, ``random_init``,
     ``options``, ``feature``, ``config_file``, ``max_steps``, ``seed``, ``device``, ``threads``,
     ``mini_profile``, ``mini_seed``, ``cache_dir``, ``feature_cache``, ``cache_max_gb``, ``cache_dtype``,
-    ``workers``) plus ``overrides`` (recipe keys)."""
+    ``workers``, ``tensorboard``) plus ``overrides`` (recipe keys)."""
     from .runner import run_benchmark
 
     cfg = run_config(upstream, task, overrides=overrides, **kwargs)
@@ -162,7 +164,8 @@ def evaluate(run_dir, split: str = "test", *, upstream: Optional[UpstreamArg] = 
     (``{"task.decoder": "kenlm", "task.kenlm.lm_path": "lm.arpa"}``)."""
     from .runner import evaluate_run
 
-    sets = [f"{k}={_yaml_value(v)}" for k, v in _flat(settings or {}).items()]
+    # the values as given (a str stays a str, a Path its str): no re-parsing as command-line YAML
+    sets = {k: str(v) if isinstance(v, Path) else v for k, v in _flat(settings or {}).items()}
     named = str(upstream) if isinstance(upstream, (str, Path)) else None
     model = upstream if upstream is not None and named is None else None
     return evaluate_run(run_dir, split=split, device=device, progress=progress, upstream=named,
@@ -188,12 +191,6 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _yaml_value(v: Any) -> str:
-    import json
-
-    return json.dumps(v) if not isinstance(v, (str, Path)) else str(v)
 
 
 __all__ = ["Results", "evaluate", "export", "run", "run_config"]

@@ -8,7 +8,7 @@ they run, and the modules of :data:`EXTRA_COMMANDS` are imported only when their
 chosen -- until then ``superb --help`` lists them with the names and help texts read from their
 ``register`` function's source (:func:`declared_subcommands`). ``superb list tasks`` reads the
 task descriptions from the task modules' source too; ``superb list upstreams`` imports the
-upstream modules (and so torch), which registers them.
+upstream modules (and so torch) once, then reads its cached listing (:func:`upstream_listing`).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ EXTRA_COMMANDS: tuple = (
     "superb.benchmark.submit",
     "superb.benchmark.check_upstream",
     "superb.benchmark.feature_store",
+    "superb.benchmark.bench",
 )
 
 
@@ -44,7 +45,21 @@ def _options(items: List[str]) -> dict:
     return out
 
 
+def _relaunched(args) -> Optional[int]:
+    """``--nproc N`` (N > 1): this command again in N data-parallel processes (torch.distributed.run);
+    its exit status. None: run here (no --nproc, or 1)."""
+    if args.nproc is None or args.nproc == 1:
+        return None
+    from .distributed import relaunch, strip_nproc
+
+    return relaunch(strip_nproc(args.argv), args.nproc)
+
+
 def cmd_run(args) -> int:
+    code = _relaunched(args)
+    if code is not None:
+        return code
+    from . import distributed
     from .api import DEFAULT_CACHE_MAX_GB, default_output, run_config
     from .runner import run_benchmark
 
@@ -54,10 +69,16 @@ def cmd_run(args) -> int:
                      threads=args.threads, mini_profile=args.mini_profile, mini_seed=args.mini_seed,
                      cache_dir=args.cache_dir, feature_cache=args.feature_cache, cache_dtype=args.cache_dtype,
                      cache_max_gb=DEFAULT_CACHE_MAX_GB if args.cache_max_gb is None else args.cache_max_gb,
-                     workers=args.workers)
+                     workers=args.workers, tensorboard=not args.no_tensorboard)
+    ctx = distributed.context(args.device)
     output = args.output or default_output(cfg["upstream"]["name"], cfg["task"]["name"])
-    results = run_benchmark(cfg, output, resume=args.resume, progress=not args.quiet)
-    _print_results(output, results)
+    output = ctx.broadcast(output)  # one folder for every process of a data-parallel run (its time stamp)
+    try:
+        results = run_benchmark(cfg, output, resume=args.resume, progress=not args.quiet)
+    finally:
+        distributed.shutdown()
+    if ctx.main:
+        _print_results(output, results)
     return 0
 
 
@@ -75,12 +96,21 @@ def _print_results(output, results) -> None:
 
 
 def cmd_resume(args) -> int:
+    code = _relaunched(args)
+    if code is not None:
+        return code
+    from . import distributed
     from .runner import resume_run
 
-    results = resume_run(args.run_dir, device=args.device, threads=args.threads, workers=args.workers,
-                         total_steps=args.max_steps,
-                         progress=not args.quiet, upstream=args.upstream, trust_run_dir=args.trust_run_dir)
-    _print_results(args.run_dir, results)
+    try:  # under torchrun the runner joins the process group with the backend of the run's device
+        results = resume_run(args.run_dir, device=args.device, threads=args.threads, workers=args.workers,
+                             total_steps=args.max_steps, tensorboard=False if args.no_tensorboard else None,
+                             progress=not args.quiet, upstream=args.upstream, trust_run_dir=args.trust_run_dir)
+        main = distributed.context(args.device).main
+    finally:
+        distributed.shutdown()
+    if main:
+        _print_results(args.run_dir, results)
     return 0
 
 
@@ -101,19 +131,81 @@ def _table(rows: List[Tuple[str, ...]]) -> Tuple[List[str], str]:
     return lines, " " * (2 + widths[0] + 2)
 
 
-def cmd_list(args) -> int:
-    if args.what in ("all", "upstreams"):
+def _upstream_listing_key() -> str:
+    """What the list of upstreams depends on: superb's version, every source file of the
+    ``superb.upstream`` package (path, size, mtime) and the installed ``superb.upstreams`` plug-in
+    entry points (name, target, distribution and version). Computed without importing torch."""
+    import hashlib
+    from importlib import metadata
+
+    import superb
+
+    spec = importlib.util.find_spec("superb.upstream")
+    parts = [f"superb {superb.__version__}"]
+    for root in spec.submodule_search_locations or []:
+        for f in sorted(Path(root).rglob("*.py")):
+            st = f.stat()
+            parts.append(f"{f.relative_to(root)} {st.st_size} {st.st_mtime_ns}")
+    try:
+        eps = metadata.entry_points(group="superb.upstreams")
+    except TypeError:  # pragma: no cover - Python < 3.10
+        eps = metadata.entry_points().get("superb.upstreams", [])
+    for ep in sorted(eps, key=lambda e: (e.name, e.value)):
+        dist = getattr(ep, "dist", None)
+        parts.append(f"ep {ep.name}={ep.value} {dist.name if dist else ''} {dist.version if dist else ''}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def upstream_listing() -> Tuple[List[Dict[str, object]], List[str]]:
+    """``(rows, warnings)`` for ``superb list upstreams``: name, downsample rate, layers,
+    description and formats of every registered upstream, and the warnings of plug-ins that
+    failed to load.
+
+    Listing needs the upstream modules imported (their specs are built in code, with torch), about
+    2 s; the result is kept in ``<cache dir>/listing/upstreams-<key>.json``, keyed on everything
+    it depends on (:func:`_upstream_listing_key`), so later listings read one small file and
+    import no torch. A missing or unreadable cache file is rebuilt."""
+    import warnings
+
+    from superb.downstream.fileio import atomic_write_json
+    from superb.downstream.fileio import default_cache_dir
+
+    path = default_cache_dir() / "listing" / f"upstreams-{_upstream_listing_key()}.json"
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        return cached["rows"], cached["warnings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         from superb.upstream import list_upstreams
-        from superb.upstream.base import SAMPLE_RATE
 
         specs = list_upstreams()
+    rows = [{"name": s.name, "downsample_rate": s.downsample_rate, "layers": str(s.layers),
+             "description": s.description, "formats": list(s.formats)} for s in specs]
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"rows": rows, "warnings": notes})
+    except OSError:
+        pass  # a read-only cache only costs the next listing its 2 s
+    return rows, notes
+
+
+def cmd_list(args) -> int:
+    if args.what in ("all", "upstreams"):
+        from superb.downstream.audio import SAMPLE_RATE
+
+        rows, notes = upstream_listing()
+        for note in notes:
+            print(f"superb: warning: {note}", file=sys.stderr)
         print("Upstreams (name, frames per second, hidden states, description; then the weights it loads):")
-        fps = [f"{SAMPLE_RATE / s.downsample_rate:.0f} fps" for s in specs]
+        fps = [f"{SAMPLE_RATE / r['downsample_rate']:.0f} fps" for r in rows]
         fps = [f.rjust(max(map(len, fps))) for f in fps]
-        lines, indent = _table([(s.name, f, f"layers {s.layers}", s.description) for s, f in zip(specs, fps)])
-        for line, s in zip(lines, specs):
+        lines, indent = _table([(r["name"], f, f"layers {r['layers']}", r["description"]) for r, f in zip(rows, fps)])
+        for line, r in zip(lines, rows):
             print(line)
-            print(f"{indent}formats: {'; '.join(s.formats)}")
+            print(f"{indent}formats: {'; '.join(r['formats'])}")
     if args.what in ("all", "tasks"):
         from superb.downstream.tasks import describe_tasks
 
@@ -267,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="storage precision of the feature store (fp32, the default, is exact)")
     run.add_argument("--workers", type=int,
                      help="input-pipeline processes reading audio and stored features ahead (default: from the cores)")
+    run.add_argument("--no-tensorboard", action="store_true",
+                     help="write no TensorBoard event files (<output>/tensorboard/; config key tensorboard)")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="train data-parallel in N processes on this machine (re-launches through torchrun; "
+                          "one GPU each on CUDA)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
@@ -276,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--device", default=None, help="another device than the run's")
     res.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
     res.add_argument("--workers", type=int, help="input-pipeline processes (default: the run's)")
+    res.add_argument("--no-tensorboard", action="store_true",
+                     help="write no more TensorBoard event files (default: as the run did)")
+    res.add_argument("--nproc", type=int, metavar="N", help="continue data-parallel in N processes (see run --nproc)")
     res.add_argument("--quiet", action="store_true", help="no progress output")
     res.add_argument("--upstream", help="the run's custom upstream (file.py:Class, module:Class), named again")
     res.add_argument("--trust-run-dir", action="store_true",
@@ -312,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `run --nproc N` to launch itself again
     try:
         return args.func(args)
     except KeyboardInterrupt:

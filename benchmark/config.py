@@ -1,7 +1,8 @@
 """Resolving a run's configuration.
 
 Order (later wins): the task's recipe (``recipes/<task>.yaml``) -> its ``mini`` section when the
-run uses the embedded mini corpus -> ``--config YAML`` -> ``--set key=value`` -> explicit CLI flags
+run uses the embedded mini corpus -> its ``mini_tiny`` section when that corpus is the ``tiny``
+profile (sizes only that small corpus needs, e.g. VC's dev utterances) -> ``--config YAML`` -> ``--set key=value`` -> explicit CLI flags
 (``--max-steps``). Every key a user sets must already exist in the recipe (``--set
 runner.total_step=5`` is an error that names the key), so a typo never silently does nothing.
 
@@ -87,12 +88,15 @@ def parse_set(items: Iterable[str]) -> Dict[str, Any]:
 
 
 def resolve_config(task: str, use_mini: bool, config_file: str | None = None, sets: List[str] = (),
-                   max_steps: int | None = None) -> Dict[str, Any]:
+                   max_steps: int | None = None, mini_profile: str = "default") -> Dict[str, Any]:
     recipe = load_recipe(task)
     mini = recipe.pop("mini", {}) or {}
+    mini_tiny = recipe.pop("mini_tiny", {}) or {}
     cfg = copy.deepcopy(recipe)
     if use_mini:
         _merge(cfg, mini, f"the {task} recipe's mini section")
+        if mini_profile == "tiny":
+            _merge(cfg, mini_tiny, f"the {task} recipe's mini_tiny section")
     if config_file:
         path = Path(config_file)
         if not path.is_file():
@@ -105,6 +109,7 @@ def resolve_config(task: str, use_mini: bool, config_file: str | None = None, se
         if not isinstance(user, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         user.pop("mini", None)
+        user.pop("mini_tiny", None)
         _merge(cfg, user, str(path))
     if sets:
         _merge(cfg, parse_set(sets), "--set")

@@ -131,7 +131,7 @@ def default_store_dir(cache_dir=None) -> Path:
     """``<cache_dir>/features``; ``cache_dir`` defaults to the mini corpus cache
     (``$SUPERB_CACHE_DIR``, else ``$XDG_CACHE_HOME/superb``, else ``~/.cache/superb``)."""
     if cache_dir is None:
-        from superb.downstream.mini.build import default_cache_dir
+        from superb.downstream.fileio import default_cache_dir
 
         cache_dir = default_cache_dir()
     return Path(cache_dir).expanduser() / "features"

@@ -171,16 +171,36 @@ class TrainingKeys:
             epoch, position = epoch + 1, 0
 
 
+class ShardKeys:
+    """The keys of ``keys`` with every batch cut to the part of process ``rank`` of ``world``
+    (:func:`superb.benchmark.distributed.shard`: sorted by length, dealt round-robin); the
+    epoch and position stay the global batch's, so resuming works as in one process."""
+
+    def __init__(self, keys, num_samples: Sequence[int], rank: int, world: int):
+        self.keys, self.num_samples, self.rank, self.world = keys, num_samples, int(rank), int(world)
+
+    def __iter__(self) -> Iterator[BatchKey]:
+        from .distributed import shard
+
+        for epoch, position, indices in self.keys:
+            yield epoch, position, shard(indices, self.num_samples, self.rank, self.world)
+
+
 class EvalKeys:
-    def __init__(self, batches: Sequence[Sequence[int]]):
+    """The evaluation batches in order; with ``world`` > 1 only those of process ``rank``
+    (batch ``p`` goes to rank ``p % world``: whole batches, dealt round-robin)."""
+
+    def __init__(self, batches: Sequence[Sequence[int]], rank: int = 0, world: int = 1):
         self.batches = [tuple(b) for b in batches]
+        self.rank, self.world = int(rank), int(world)
 
     def __iter__(self) -> Iterator[BatchKey]:
         for p, b in enumerate(self.batches):
-            yield 0, p, b
+            if p % self.world == self.rank:
+                yield 0, p, b
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(range(self.rank, len(self.batches), self.world))
 
 
 def _deliver(item: LoadedBatch) -> LoadedBatch:

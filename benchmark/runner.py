@@ -16,6 +16,11 @@
 * ``upstream.feature`` (``--upstream-feature``) selects the hidden states that reach the
   featurizer: ``hidden_states`` (all, the SUPERB protocol), ``last_hidden_state``,
   ``hidden_state_N`` or ``layers:0,3,5-7``; recorded in results.json.
+* Under ``torchrun`` (or ``superb run --nproc N``) one run trains data-parallel: each batch is
+  split between the processes, featurizer + head are wrapped in DistributedDataParallel with
+  losses weighted so the gradient is the one-process gradient of the whole batch, evaluation is
+  sharded and gathered on rank 0, and rank 0 alone writes the run folder
+  (:mod:`superb.benchmark.distributed` explains the choices).
 
 A run folder is **data, never code**, and it belongs to one process at a time:
 
@@ -42,12 +47,23 @@ Output directory::
     log.jsonl          one line per logged step and per dev evaluation
     results.json       written atomically at the end
     training_curves.png  loss and dev metric against step (benchmark/plots.py)
+    tensorboard/       TensorBoard event files (``tensorboard: false`` / ``--no-tensorboard``: none)
 
 With ``optimizer.lr`` a list (a learning-rate sweep) the folder holds config.json,
 checkpoints/last.pt (every rate), results.json (the best rate by dev, every rate under ``sweep``)
 and training_curves.png, and one run folder per rate (``lr<rate>/``) with the files above but
-last.pt. The feature store and the input pipeline are :mod:`superb.benchmark.feature_store` and
-:mod:`superb.benchmark.pipeline`.
+last.pt (each rate's ``tensorboard/`` is in its own folder). The feature store and the input
+pipeline are :mod:`superb.benchmark.feature_store` and :mod:`superb.benchmark.pipeline`.
+
+TensorBoard (:class:`Board`): ``<run>/tensorboard/`` gets the same numbers as log.jsonl and
+results.json, under the same steps - ``train/loss`` and ``train/lr`` on every logged step,
+``dev/<metric>`` and the featurizer's softmax layer weights (histogram ``layer_weights``, scalars
+``layer_weights/<i>``) at every dev evaluation, ``test/<metric>`` at the end (at the last step).
+log.jsonl stays the record the project reads; the event files are a view for the TensorBoard UI,
+so a missing ``tensorboard`` package is a warning, never an error. Events are flushed whenever
+``last.pt`` is saved, so the event files hold at least everything up to the last save; a resumed
+run opens its writer with ``purge_step`` = the saved step + 1, which tells TensorBoard to drop
+what the killed attempt wrote after its save (those steps are trained and written again).
 """
 from __future__ import annotations
 
@@ -63,7 +79,7 @@ import sys
 import time
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -79,8 +95,8 @@ from superb.upstream import build_upstream
 from superb.upstream.checkpoint_io import UnsafeCheckpointError, safe_load
 from superb.upstream.custom import canonical_name, code_provenance, is_custom_name
 
-from . import pipeline
-from .config import ConfigError, diff_configs, merge_config, parse_set
+from . import distributed, pipeline
+from .config import ConfigError, diff_configs, merge_config, nest, parse_set
 from .schedulers import Schedule
 from .schema import validate_config
 
@@ -308,6 +324,60 @@ def member_config(config: Dict[str, Any], lr: float, parent: Path) -> Dict[str, 
     return out
 
 
+#: set once the missing ``tensorboard`` package has been reported (one warning per process)
+_TENSORBOARD_WARNED = False
+
+
+class Board:
+    """TensorBoard event files of one run folder (``<folder>/tensorboard/``).
+
+    Design: a thin layer over ``torch.utils.tensorboard.SummaryWriter``, imported only when a
+    board is opened (a run with ``tensorboard: false`` never imports it). When the import fails
+    the run warns once per process and goes on without event files (:meth:`open` returns None):
+    the event files only mirror log.jsonl and results.json. ``purge_step`` is the first step a
+    resumed run writes again (the saved step + 1): TensorBoard drops the earlier attempt's events
+    from that step on, so no step appears twice."""
+
+    FOLDER = "tensorboard"
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    @classmethod
+    def open(cls, folder: Path, purge_step: Optional[int] = None) -> Optional["Board"]:
+        global _TENSORBOARD_WARNED
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            if not _TENSORBOARD_WARNED:
+                _TENSORBOARD_WARNED = True
+                print(f"superb: warning: no TensorBoard event files ({exc}); pip install tensorboard, or "
+                      "pass --no-tensorboard to silence this", file=sys.stderr, flush=True)
+            return None
+        return cls(SummaryWriter(str(Path(folder) / cls.FOLDER), purge_step=purge_step))
+
+    def train(self, step: int, loss: float, lr: float) -> None:
+        self.writer.add_scalar("train/loss", loss, step)
+        self.writer.add_scalar("train/lr", lr, step)
+
+    def metrics(self, split: str, metrics: Dict[str, Any], step: int) -> None:
+        """Every numeric metric of ``split`` as ``<split>/<name>`` (non-numbers are skipped)."""
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{split}/{name}", float(value), step)
+
+    def layer_weights(self, weights: Sequence[float], step: int) -> None:
+        self.writer.add_histogram("layer_weights", np.asarray(weights, dtype=np.float64), step)
+        for i, w in enumerate(weights):
+            self.writer.add_scalar(f"layer_weights/{i}", float(w), step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 @dataclass
 class Member:
     """One featurizer + head trained by a run: the run itself, or one learning rate of a sweep.
@@ -330,6 +400,9 @@ class Member:
     history: List[Dict[str, Any]] = dc_field(default_factory=list)
     running: List[float] = dc_field(default_factory=list)
     loss_sum: float = 0.0
+    board: Optional[Board] = None
+    #: the DistributedDataParallel module of featurizer + head (data-parallel runs only)
+    ddp: Any = None
 
     @property
     def params(self) -> List[torch.nn.Parameter]:
@@ -337,6 +410,29 @@ class Member:
 
     def progress(self) -> Dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "history": self.history}
+
+
+class _LossModule(torch.nn.Module):
+    """Featurizer + head with the task's loss as ``forward``: what DistributedDataParallel wraps.
+
+    The loss gets ``0 * sum(parameters)`` added (exactly zero in value and gradient), so every
+    trainable parameter takes part in every backward - also in a process whose part of a batch is
+    empty (its loss is just that zero) and for parameters a task's loss leaves out - and DDP needs
+    no search for unused parameters."""
+
+    def __init__(self, runner: "Runner", featurizer: Featurizer, head: torch.nn.Module):
+        super().__init__()
+        self.featurizer, self.head = featurizer, head
+        self._runner = [runner]  # a list: not registered as a submodule
+
+    def forward(self, hidden, lengths, examples):
+        runner = self._runner[0]
+        zero = sum((p * 0).sum() for p in self.parameters() if p.requires_grad)
+        if not examples:
+            return zero
+        feats, _ = runner.featurize(hidden, lengths, self.featurizer)
+        with torch.autocast(runner.device.type, dtype=runner.amp_dtype, enabled=runner.amp):
+            return runner.task.loss(self.head, feats, lengths, examples) + zero
 
 
 def _torch_rng(device: torch.device) -> Dict[str, Any]:
@@ -360,13 +456,26 @@ class Runner:
         """``upstream_model``: an in-memory upstream (the Python API's ``superb.run(upstream=module)``);
         ``config["upstream"]["name"]`` is then ``in-memory:<class>`` (see :func:`in_memory_name`)."""
         self.output_dir = Path(output_dir)
-        self.progress = progress
         self.upstream_model = upstream_model
         self.resume = resume
         self.members: List[Member] = []
+        self._lock = None
+        #: this process's place in a data-parallel run (:mod:`superb.benchmark.distributed`)
+        self.dist = distributed.context(config.get("device", "auto"))
+        self.progress = progress and self.dist.main
+        if not self.dist.main:  # rank 0 checks the folder and builds first, then hands over its config
+            outcome = self.dist.broadcast(None)
+            if outcome[0] == "error":
+                error = {"RunDirectoryError": RunDirectoryError, "ConfigError": ConfigError}.get(outcome[1], RuntimeError)
+                raise error(outcome[2])
+            self.resume = outcome[2]  # rank 0's view of the folder decides
+            self._build(outcome[1])
+            for member in self.members:
+                member.optimizer = self._build_optimizer(member)
+            return
         existed = self.output_dir.exists()
-        self._lock = self._take_lock()
         try:
+            self._lock = self._take_lock()
             config = self._check_output(config, resume)
             self._build(config)  # fails before anything is written when names, weights or data are bad
             for member in self.members:  # checks the optimiser settings before anything is written
@@ -375,14 +484,17 @@ class Runner:
                 self._check_resumable()
             (self.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.output_dir / "config.json", config)
-        except BaseException:
+        except BaseException as exc:
+            locked = self._lock is not None
             self.close()
             leftovers = [p for p in self.output_dir.iterdir() if p.name not in _NOT_A_RUN] if self.output_dir.is_dir() else []
-            if not leftovers:  # nothing of a run was written: leave the folder as it was
+            if locked and not leftovers:  # nothing of a run was written: leave the folder as it was
                 (self.output_dir / fileio.DirectoryLock.NAME).unlink(missing_ok=True)
                 if not existed:
                     shutil.rmtree(self.output_dir, ignore_errors=True)
+            self.dist.broadcast(("error", type(exc).__name__, str(exc)))
             raise
+        self.dist.broadcast(("ok", config, resume))
 
     def _take_lock(self) -> fileio.DirectoryLock:
         try:
@@ -391,16 +503,31 @@ class Runner:
             raise RunDirectoryError(f"output directory {exc}; wait for it or choose another --output") from None
 
     def close(self) -> None:
-        """Release the run folder's lock (``run()`` and ``evaluate_run`` do this themselves)."""
+        """Release the run folder's lock and close the TensorBoard writers (``run()`` and
+        ``evaluate_run`` do this themselves)."""
+        self._close_boards()
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()
             self._lock = None
 
+    def _open_boards(self, purge_step: Optional[int]) -> None:
+        """A :class:`Board` per member (``tensorboard: false``: none)."""
+        if self.config.get("tensorboard") is False:
+            return
+        for m in self.members:
+            m.board = Board.open(m.dir, purge_step)
+
+    def _close_boards(self) -> None:
+        for m in getattr(self, "members", None) or []:
+            if m.board is not None:
+                m.board.close()
+                m.board = None
+
     @classmethod
     def for_evaluation(cls, run_dir, device: Optional[str] = None, progress: bool = True,
                        upstream: Optional[str] = None, trust_run_dir: bool = False,
-                       sets: Sequence[str] = (), upstream_model: Optional[torch.nn.Module] = None) -> "Runner":
+                       sets=(), upstream_model: Optional[torch.nn.Module] = None) -> "Runner":
         """Rebuild a finished run (config, data, upstream, best featurizer and head) read-only.
 
         The run folder is data: a custom upstream (``file.py:Class``, ``module:Class``) that its
@@ -428,6 +555,7 @@ class Runner:
             config["device"] = device
         runner = cls.__new__(cls)
         runner.output_dir, runner.progress, runner.resume = run_dir, progress, True
+        runner.dist = distributed.SINGLE  # evaluation runs in one process
         runner.upstream_model = upstream_model
         runner._lock = runner._take_lock()
         try:
@@ -442,8 +570,18 @@ class Runner:
         task_cls = get_task(config["task"]["name"])
         validate_config(config, trainable=task_cls.trainable)
         self.config = config
-        self.device = pick_device(config.get("device", "auto"))
-        self.threads = set_threads(config.get("threads"))
+        dist = getattr(self, "dist", distributed.SINGLE)
+        if dist.active and not (task_cls.trainable and task_cls.loss_mean_over == "utterances"):
+            raise ConfigError(
+                f"task {task_cls.name}: a data-parallel run ({dist.world} processes) weights each process's loss by "
+                "its share of the batch, which needs a task whose loss is a mean over utterances "
+                f"(Task.loss_mean_over = 'utterances'); {task_cls.name} declares "
+                f"{task_cls.loss_mean_over if task_cls.trainable else 'no training'}: run it in one process")
+        self.device = pick_device(distributed.process_device(config.get("device", "auto"), dist))
+        threads = config.get("threads")
+        if threads is None and dist.active:  # the default share of the cores, split between this node's processes
+            threads = max(1, default_threads() // dist.local_world)
+        self.threads = set_threads(threads)
         self.workers = check_workers(config.get("workers"))
         # autocast on CUDA only: CPU runs are fp32 whatever the recipe says (recorded as such)
         self.precision, self.amp, self.amp_dtype = autocast_settings(self.device.type, config["runner"].get("precision"))
@@ -499,8 +637,8 @@ class Runner:
             if not cfg_path.is_file():
                 raise RunDirectoryError(f"--resume: {out} holds no run to resume (no config.json)")
             saved = read_run_config(cfg_path)
-            allowed = {"runner.total_steps", "device", "threads", "workers", "cache.features", "cache.max_gb",
-                       "cache.dir"}
+            allowed = {"runner.total_steps", "device", "threads", "workers", "tensorboard", "cache.features",
+                       "cache.max_gb", "cache.dir"}
             # runs from before the feature store ran uncached: the store changes no number beyond
             # float rounding, so they resume with it (its dtype stays fp32, the exact one)
             for c in (saved, config):
@@ -515,6 +653,7 @@ class Runner:
             saved["device"] = config.get("device", "auto")
             saved["threads"] = config.get("threads")
             saved["workers"] = config.get("workers")
+            saved["tensorboard"] = config.get("tensorboard", True)
             for key in ("features", "max_gb", "dir"):
                 if key in (config.get("cache") or {}):
                     saved["cache"][key] = config["cache"][key]
@@ -622,10 +761,11 @@ class Runner:
         """What results.json records of the feature store."""
         if self.store is None:
             return {"used": False, "reason": self.cache_kind}
-        stats = {**self._cache_counts, "writes": self.store.writes, "refused": self.store.refused}
+        stats = {**self._cache_counts, "writes": self.store.writes, "refused": self.store.refused,
+                 "crops_uncached": self._crops_uncached}
+        stats.update(getattr(self, "_cache_totals", None) or {})  # a data-parallel run: all processes'
         return {"used": True, "kind": self.cache_kind, "dtype": self.store.dtype, "dir": str(self.store.dir),
-                "key": self.store.key, **stats,
-                "crops_uncached": self._crops_uncached}
+                "key": self.store.key, **stats}
 
     # -- forward --------------------------------------------------------------------------------
     def _reader(self, examples: Sequence[Example], train: bool = False) -> pipeline.BatchReader:
@@ -722,15 +862,21 @@ class Runner:
         return self.evaluate_members(split, [(self.featurizer, self.head)])[0]
 
     def evaluate_members(self, split: str, models) -> List[tuple[Dict[str, float], List[Any]]]:
-        """``evaluate`` for several ``(featurizer, head)`` pairs in one pass of the upstream states."""
+        """``evaluate`` for several ``(featurizer, head)`` pairs in one pass of the upstream states.
+
+        In a data-parallel run each process predicts its share of the batches (round-robin), rank 0
+        gathers and scores the predictions and every process gets the metrics; the predictions
+        are rank 0's to write (None in the other processes)."""
         examples = self.splits[split]
         predictions: List[List[Any]] = [[None] * len(examples) for _ in models]
         order = self._sampler(examples, train=False).epoch_batches()
+        mine: List[int] = []
         for featurizer, head in models:
             featurizer.eval()
             head.eval()
         with torch.no_grad():
-            for item in self._batches(self._reader(examples), pipeline.EvalKeys(order)):
+            for item in self._batches(self._reader(examples), pipeline.EvalKeys(order, self.dist.rank, self.dist.world)):
+                mine.extend(order[item.position])
                 hidden, lengths = self.states(item)
                 for k, (featurizer, head) in enumerate(models):
                     feats, _ = self.featurize(hidden, lengths, featurizer)
@@ -741,7 +887,18 @@ class Runner:
         for featurizer, head in models:
             featurizer.train()
             head.train()
-        return [(self.task.score(examples, preds), preds) for preds in predictions]
+        if not self.dist.active:
+            return [(self.task.score(examples, preds), preds) for preds in predictions]
+        parts = self.dist.gather([(i, [preds[i] for preds in predictions]) for i in mine])
+        scored = None
+        if self.dist.main:
+            for part in parts:
+                for i, per_model in part:
+                    for k, p in enumerate(per_model):
+                        predictions[k][i] = p
+            scored = [plain_data(self.task.score(examples, preds)) for preds in predictions]
+        scored = self.dist.broadcast(scored)
+        return [(metrics, preds if self.dist.main else None) for metrics, preds in zip(scored, predictions)]
 
     # -- state ----------------------------------------------------------------------------------
     def _rng_state(self) -> Dict[str, Any]:
@@ -815,6 +972,13 @@ class Runner:
             if part.get("torch_rng") is not None:
                 m.rng = part["torch_rng"]
         self._set_rng_state(saved["rng"])
+        ranks = saved.get("ranks")
+        if self.dist.active and isinstance(ranks, list) and len(ranks) == self.dist.world:
+            # the same number of processes: each continues its own streams (else rank 0's, shared)
+            self._set_rng_state(ranks[self.dist.rank]["rng"])
+            for m, rng in zip(self.members, ranks[self.dist.rank]["members"]):
+                if rng is not None:
+                    m.rng = rng
         return state
 
     @property
@@ -836,23 +1000,32 @@ class Runner:
         state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0}
         ckpt_dir = self.output_dir / "checkpoints"
         last_path = ckpt_dir / "last.pt"
-        for m in members:
-            (m.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            fileio.remove_stale_tmp(m.dir)
-            fileio.remove_stale_tmp(m.dir / "checkpoints")
-        fileio.remove_stale_tmp(ckpt_dir)
+        main = self.dist.main  # only rank 0 of a data-parallel run touches the run folder
+        if main:
+            for m in members:
+                (m.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+                fileio.remove_stale_tmp(m.dir)
+                fileio.remove_stale_tmp(m.dir / "checkpoints")
+            fileio.remove_stale_tmp(ckpt_dir)
         if self.resume and last_path.is_file():
             saved = load_run_checkpoint(last_path)
             try:
                 state = self._load_last(saved)
             except (KeyError, TypeError, RuntimeError, ValueError) as exc:
                 raise RunDirectoryError(f"{last_path}: not a resumable superb checkpoint ({type(exc).__name__}: {exc})") from None
-            for m in members:
-                self._rewind_log(m.dir / "log.jsonl", int(state["step"]))
-        else:
+            if main:
+                for m in members:
+                    self._rewind_log(m.dir / "log.jsonl", int(state["step"]))
+                self._open_boards(purge_step=int(state["step"]) + 1)
+        elif main:
             for m in members:
                 if (m.dir / "log.jsonl").exists():
                     (m.dir / "log.jsonl").unlink()  # a fresh start (no save yet) keeps no lines of an earlier attempt
+                shutil.rmtree(m.dir / Board.FOLDER, ignore_errors=True)  # nor events
+            self._open_boards(purge_step=None)
+        self.dist.barrier()  # every process has read last.pt before rank 0 writes the next one
+        for m in members:
+            m.ddp = self._data_parallel(m) if self.dist.active else None
         start_time = time.time() - state["elapsed"]
         for m in members:
             m.featurizer.train()
@@ -865,8 +1038,10 @@ class Runner:
                    dynamic_ncols=True, file=sys.stderr)
         self._saved_step = int(state["step"]) if self.resume and last_path.is_file() else None
         first_step, first_time = int(state["step"]), time.time()
-        stream = self._batches(self._reader(train, train=True),
-                               pipeline.TrainingKeys(sampler, state["epoch"], state["batch"]))
+        keys = pipeline.TrainingKeys(sampler, state["epoch"], state["batch"])
+        if self.dist.active:
+            keys = pipeline.ShardKeys(keys, [e.audio.num_samples for e in train], self.dist.rank, self.dist.world)
+        stream = self._batches(self._reader(train, train=True), keys)
 
         def dev_note() -> Dict[str, str]:
             done = [m for m in members if m.history]
@@ -881,10 +1056,14 @@ class Runner:
                 for m in members:
                     m.optimizer.zero_grad(set_to_none=True)
                     m.loss_sum = 0.0
-                for _ in range(accumulate):
+                for k in range(accumulate):
                     item = next(stream)
                     state["epoch"], state["batch"] = item.epoch, item.position + 1
                     exs = item.examples
+                    if self.dist.active:
+                        self._parallel_backward(members, item, sampler, accumulate, last=k == accumulate - 1,
+                                                step=state["step"] + 1)
+                        continue
                     hidden, lengths = self.states(item)  # once for every member
                     for m in members:
                         with self._member_rng(m):
@@ -897,6 +1076,9 @@ class Runner:
                                                          f"(batch {[e.id for e in exs][:4]})")
                             m.scaler.scale(loss.float() / accumulate).backward()
                         m.loss_sum += loss.item() / accumulate
+                if self.dist.active:  # the whole batch's loss: the sum of the processes' weighted parts
+                    for m, total_loss in zip(members, self.dist.sum([m.loss_sum for m in members], self.device)):
+                        m.loss_sum = total_loss
                 grad_clip = rc.get("grad_clip")
                 lrs = []
                 for m in members:
@@ -910,11 +1092,13 @@ class Runner:
                 state["step"] += 1
                 step = state["step"]
                 bar.update(1)
-                if step % int(rc["log_every"]) == 0 or step == total:
+                if main and (step % int(rc["log_every"]) == 0 or step == total):
                     wall = round(time.time() - start_time, 1)
                     for m, lr in zip(members, lrs):
                         fileio.append_line(m.dir / "log.jsonl", json.dumps(
                             {"step": step, "loss": float(np.mean(m.running)), "lr": lr, "wall_s": wall}))
+                        if m.board is not None:
+                            m.board.train(step, float(np.mean(m.running)), lr)
                     loss_text = "/".join(f"{np.mean(m.running):.3f}" for m in members)
                     if self.progress and not interactive:
                         per_step = (time.time() - first_time) / max(step - first_step, 1)
@@ -922,6 +1106,7 @@ class Runner:
                         print(f"superb: step {step}/{total}, loss {loss_text}{dev}, {per_step:.2f} s/step, "
                               f"about {per_step * (total - step) / 60:.0f} min left", file=sys.stderr, flush=True)
                     bar.set_postfix(loss=loss_text, **dev_note())
+                if step % int(rc["log_every"]) == 0 or step == total:
                     for m in members:
                         m.running = []
                 if step % int(rc["eval_every"]) == 0 or step == total:
@@ -929,21 +1114,81 @@ class Runner:
                     for m, (metrics, _) in zip(members, scored):
                         metrics = plain_data(metrics)
                         m.history.append({"step": step, **metrics})
-                        fileio.append_line(m.dir / "log.jsonl", json.dumps(
-                            {"step": step, "dev": metrics, "wall_s": round(time.time() - start_time, 1)}))
+                        if main:
+                            fileio.append_line(m.dir / "log.jsonl", json.dumps(
+                                {"step": step, "dev": metrics, "wall_s": round(time.time() - start_time, 1)}))
+                        if m.board is not None:
+                            m.board.metrics("dev", metrics, step)
+                            m.board.layer_weights(m.featurizer.layer_weights(), step)
                         if self.task.is_better(metrics[primary], m.best):
                             m.best, m.best_step = metrics[primary], step
-                            atomic_torch_save({"featurizer": m.featurizer.state_dict(), "head": m.head.state_dict(),
-                                               "step": step, "dev": metrics}, m.dir / "checkpoints" / "best.pt")
+                            if main:
+                                atomic_torch_save({"featurizer": m.featurizer.state_dict(), "head": m.head.state_dict(),
+                                                   "step": step, "dev": metrics}, m.dir / "checkpoints" / "best.pt")
                     bar.set_postfix(loss="/".join(f"{m.loss_sum:.3f}" for m in members), **dev_note())
                 if step % int(rc["save_every"]) == 0 or step == total:
                     state["elapsed"] = time.time() - start_time
-                    atomic_torch_save(self._last_checkpoint(state), last_path)
+                    ranks = self.dist.gather(self._process_rng()) if self.dist.active else None
+                    if main:
+                        saved = self._last_checkpoint(state)
+                        if ranks is not None:  # each process's RNG streams (dropout draws on its part)
+                            saved["ranks"] = ranks
+                        atomic_torch_save(saved, last_path)
                     self._saved_step = step
+                    for m in members:  # the event files hold at least everything up to the save
+                        if m.board is not None:
+                            m.board.flush()
                 self._after_step(step)
         bar.close()
         state["elapsed"] = time.time() - start_time
+        self.dist.barrier()  # best.pt is complete before any process reads it
         return state
+
+    # -- data parallel (superb.benchmark.distributed) -------------------------------------------
+    def _data_parallel(self, member: Member):
+        """``member``'s featurizer + head as one DistributedDataParallel module computing the loss."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        import inspect
+
+        module = _LossModule(self, member.featurizer, member.head)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # no buffer syncing in forward: the heads of the tasks it trains keep no running statistics
+        # (the keyword is forward_sync_buffers from torch 2.14 on, broadcast_buffers before)
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        buffers = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
+        return DistributedDataParallel(module, device_ids=ids, **buffers)
+
+    def _global_batch_size(self, sampler: DurationBatchSampler, epoch: int, position: int) -> int:
+        """Utterances in batch ``position`` of ``epoch`` (all processes' parts together)."""
+        cached = getattr(self, "_epoch_sizes", None)
+        if cached is None or cached[0] != epoch:
+            cached = self._epoch_sizes = (epoch, [len(b) for b in sampler.epoch_batches(epoch)])
+        return cached[1][position]
+
+    def _parallel_backward(self, members: Sequence[Member], item: pipeline.LoadedBatch, sampler, accumulate: int,
+                           last: bool, step: int) -> None:
+        """Forward and backward of this process's part of one batch, for every member: its mean
+        loss times ``world * n_part / n_batch`` (DDP then averages: the whole batch's gradient);
+        gradients are reduced on the ``last`` batch of the step only."""
+        exs = item.examples
+        n = self._global_batch_size(sampler, item.epoch, item.position)
+        share = len(exs) / n
+        hidden, lengths = self.states(item) if exs else (None, None)
+        sweep = len(members) > 1
+        for m in members:
+            with self._member_rng(m), (contextlib.nullcontext() if last else m.ddp.no_sync()):
+                loss = m.ddp(hidden, lengths, exs)
+                if exs and not torch.isfinite(loss):
+                    rate = f" with lr {m.lr:g}" if sweep else ""
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}{rate} (process {self.dist.rank}, "
+                                             f"batch {[e.id for e in exs][:4]})")
+                m.scaler.scale(loss.float() * (share * self.dist.world / accumulate)).backward()
+            m.loss_sum += loss.item() * share / accumulate
+
+    def _process_rng(self) -> Dict[str, Any]:
+        """This process's RNG states (``last.pt`` ``ranks``: one per process)."""
+        return {"rng": self._rng_state(), "members": [m.rng for m in self.members]}
 
     def _best_member(self, members: Optional[Sequence[Member]] = None) -> Member:
         """The member with the best dev result (the first of equals: the first-listed rate)."""
@@ -965,6 +1210,8 @@ class Runner:
                          else f"nothing was saved yet (runner.save_every={rc['save_every']})")
                 what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}"
                 hint = f"; continue with: superb resume {self.output_dir}" if self._saved_step is not None else ""
+                if self.dist.active:
+                    what = f"process {self.dist.rank} of {self.dist.world} {what}"
                 print(f"superb: {what} at step {state['step']}; {saved}{hint}", file=sys.stderr, flush=True)
             raise
 
@@ -1031,6 +1278,8 @@ class Runner:
             "features    " + (f"stored in {self.store.dir} ({self.cache_kind}, {self.store.dtype}; --feature-cache)"
                                if self.store is not None else f"computed every step ({self.cache_kind})"),
             f"training    {steps}",
+            *([f"parallel    {self.dist.world} processes ({self.dist.backend}), each batch split between them"]
+              if self.dist.active else []),
             f"config      {self.output_dir / 'config.json'}",
         ]
 
@@ -1045,12 +1294,21 @@ class Runner:
             results["layer_weights"] = out.pop("layer_weights")
             results.update(out)
             atomic_write_json(self.output_dir / "results.json", results)
+            if self.config.get("tensorboard") is not False:
+                board = Board.open(self.output_dir, purge_step=0)  # 0: nothing of an earlier attempt stays
+                if board is not None:
+                    board.metrics("test", results["metrics"].get("test") or {}, 0)
+                    board.close()
             return results
         state = self.train()
         for m in self.members:
             self.load_best(m)
         scored = {split: self.evaluate_members(split, [(m.featurizer, m.head) for m in self.members])
                   for split in ("dev", "test")}
+        if self.dist.active:
+            self._sum_cache_counts()
+            if not self.dist.main:  # rank 0 writes the results; the others return them
+                return self.dist.broadcast(None)
         results_of = []
         for k, m in enumerate(self.members):
             metrics: Dict[str, Dict[str, float]] = {}
@@ -1068,10 +1326,21 @@ class Runner:
             if len(self.members) > 1:
                 atomic_write_json(m.dir / "config.json", m.config)
             atomic_write_json(m.dir / "results.json", results)
+            if m.board is not None:
+                m.board.metrics("test", plain_data(metrics["test"]), int(state["step"]))
+                m.board.close()
+                m.board = None
             results_of.append(results)
         out = results_of[0] if len(self.members) == 1 else self._sweep_results(results_of)
         draw_training_curves(self.output_dir)
-        return out
+        return self.dist.broadcast(out)
+
+    def _sum_cache_counts(self) -> None:
+        """The feature store counts of every process of a data-parallel run (for results.json)."""
+        names = ("hits", "misses", "corrupt", "writes", "refused", "crops_uncached")
+        mine = [*(self._cache_counts[k] for k in names[:3]),
+                *((self.store.writes, self.store.refused) if self.store is not None else (0, 0)), self._crops_uncached]
+        self._cache_totals = {k: int(v) for k, v in zip(names, self.dist.sum(mine, self.device))}
 
     def _sweep_results(self, results_of: List[Dict[str, Any]]) -> Dict[str, Any]:
         """The sweep's results.json: the best rate by dev (its metrics, layer weights, predictions)
@@ -1144,14 +1413,18 @@ class Runner:
             "threads": self.threads,
             "workers": self.workers,
             "feature_cache": self.cache_report(),
+            **({"data_parallel": {"processes": self.dist.world, "backend": self.dist.backend,
+                                  "evaluation": "sharded, gathered on rank 0"}} if self.dist.active else {}),
             "versions": package_versions(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
 
-def apply_decode_sets(config: Dict[str, Any], sets: Sequence[str], where) -> None:
-    """Merge ``superb evaluate --set`` items into a run's config; only decoding settings may change."""
-    overrides = parse_set(sets)
+def apply_decode_sets(config: Dict[str, Any], sets, where) -> None:
+    """Merge ``superb evaluate --set`` items (``KEY=VALUE`` strings, parsed as on the command line)
+    or a mapping of dotted keys to Python values (the Python API's ``settings``, taken as they are)
+    into a run's config; only decoding settings may change."""
+    overrides = nest(sets.items(), "settings") if isinstance(sets, Mapping) else parse_set(sets)
     allowed = tuple(get_task(config["task"]["name"]).decode_settings)
     bad = [f"{k}" for k in overrides if k != "task"] + [f"task.{k}" for k in overrides.get("task", {})
                                                         if k not in allowed]
@@ -1164,7 +1437,7 @@ def apply_decode_sets(config: Dict[str, Any], sets: Sequence[str], where) -> Non
 
 def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, progress: bool = True,
                  upstream: Optional[str] = None, trust_run_dir: bool = False,
-                 sets: Sequence[str] = (), upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, float]:
+                 sets=(), upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, float]:
     """Re-evaluate a finished run's best checkpoint on ``split``; writes ``evaluate-<split>.json``.
 
     ``upstream``/``trust_run_dir``: see :meth:`Runner.for_evaluation` (custom upstreams). ``sets``:
@@ -1181,7 +1454,8 @@ def evaluate_run(run_dir, split: str = "test", device: Optional[str] = None, pro
         runner.task.write_predictions(runner.output_dir / "evaluate", split, runner.splits[split], preds)
         record = {"split": split, "metrics": metrics}
         if sets:
-            record["settings"] = list(sets)
+            record["settings"] = ([f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sets.items()]
+                                  if isinstance(sets, Mapping) else list(sets))
         if "decoder" in (runner.task.data_notes or {}):
             record["decoder"] = plain_data(runner.task.data_notes["decoder"])
         atomic_write_json(runner.output_dir / f"evaluate-{split}.json", record)
@@ -1256,11 +1530,13 @@ def check_run_upstream(config: Dict[str, Any], cfg_path: Path, upstream: Optiona
 
 def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = None, workers: Optional[int] = None,
                total_steps: Optional[int] = None, progress: bool = True, upstream: Optional[str] = None,
-               trust_run_dir: bool = False, upstream_model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
+               trust_run_dir: bool = False, upstream_model: Optional[torch.nn.Module] = None,
+               tensorboard: Optional[bool] = None) -> Dict[str, Any]:
     """``superb resume RUN_DIR``: continue a run from its folder alone (its ``config.json``; for a
     cross-validated task run with ``task.fold: all``, from its fold folders). As for ``evaluate``, a
     custom upstream that the folder names runs only when ``upstream`` names it again or
-    ``trust_run_dir`` is set, and an in-memory one needs ``upstream_model``."""
+    ``trust_run_dir`` is set, and an in-memory one needs ``upstream_model``. ``device``,
+    ``threads``, ``workers``, ``total_steps`` and ``tensorboard`` (None: the run's) may differ."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     folds = sorted(run_dir.glob("fold*/config.json"))
@@ -1283,6 +1559,8 @@ def resume_run(run_dir, device: Optional[str] = None, threads: Optional[int] = N
         config["threads"] = threads
     if workers is not None:
         config["workers"] = workers
+    if tensorboard is not None:
+        config["tensorboard"] = tensorboard
     if total_steps is not None:
         config["runner"]["total_steps"] = int(total_steps)
     return run_benchmark(config, run_dir, resume=True, progress=progress, upstream_model=upstream_model)
@@ -1338,7 +1616,8 @@ def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, prog
         "wall_time_s": round(sum(r["wall_time_s"] for r in per_fold.values()), 2),
         "config": config,
     })
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output_dir / "results.json", results)
-    draw_training_curves(output_dir)
+    if distributed.context(config.get("device", "auto")).main:  # a data-parallel run: rank 0 writes
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(output_dir / "results.json", results)
+        draw_training_curves(output_dir)
     return results

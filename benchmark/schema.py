@@ -92,6 +92,12 @@ class CacheConfig:
     dir: Optional[str] = _spec("path", optional=True, doc="the store folder (null: <cache dir>/features)")
 
 
+#: top-level keys (not sections) checked here, by the same rules as the sections' fields
+TOP_LEVEL = {
+    "tensorboard": _spec("bool", optional=True,
+                         doc="TensorBoard event files in <run>/tensorboard/ (null or absent: true)").metadata,
+}
+
 SECTIONS = {"runner": RunnerConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig, "batch": BatchConfig,
             "featurizer": FeaturizerConfig, "cache": CacheConfig}
 #: sections a config may lack (then their defaults apply: constant schedule, feature store on)
@@ -153,9 +159,14 @@ def validate_config(config: Dict[str, Any], trainable: bool = True) -> Dict[str,
     """Check every field of :data:`SECTIONS` in ``config``; returns normalised sections.
 
     For trainable tasks every field except the ``optional`` ones must be present; for tasks
-    without training only the keys present are checked (``optimizer`` may be null).
+    without training only the keys present are checked (``optimizer`` may be null). The keys of
+    :data:`TOP_LEVEL` are checked when present (``tensorboard: yes`` is fine, ``tensorboard: 1``
+    an error naming the key).
     """
     out: Dict[str, Any] = {}
+    for key, meta in TOP_LEVEL.items():
+        if key in config:
+            out[key] = _check_value(key, config[key], meta)
     for section, cls in SECTIONS.items():
         values = config.get(section)
         if values is None and (not trainable or section in OPTIONAL_SECTIONS):

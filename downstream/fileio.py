@@ -12,6 +12,8 @@
 * :func:`read_text` reads a UTF-8 text file (list files, transcripts, label files); a file in
   another encoding is an error naming the file and the byte offset.
 * :func:`read_json` reads a JSON file; a truncated or invalid one is an error naming the file.
+* :func:`default_cache_dir`: where superb keeps what it builds (mini corpus, feature store,
+  listings).
 """
 from __future__ import annotations
 
@@ -29,6 +31,17 @@ PathLike = Union[str, os.PathLike]
 
 #: suffix of every temporary file written by :func:`atomic_write_bytes`
 TMP_SUFFIX = ".tmp"
+
+
+def default_cache_dir() -> Path:
+    """``$SUPERB_CACHE_DIR``, else ``$XDG_CACHE_HOME/superb``, else ``~/.cache/superb``."""
+    env = os.environ.get("SUPERB_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "superb"
+    return Path.home() / ".cache" / "superb"
 
 
 def _write_all(fh, data: bytes) -> None:

@@ -85,7 +85,7 @@ def test_lazy_subcommands_match_eager_registration(monkeypatch):
     args = lazy.parse_args(["inspect", "some.pt", "--json"])  # imports superb.benchmark.extract now
     assert args.func.__module__ == "superb.benchmark.extract" and args.path == "some.pt" and args.json
     for argv in (["export", "runs"], ["submit", "runs", "--out", "x.zip"], ["check-upstream", "fbank"],
-                 ["cache", "info"]):
+                 ["cache", "info"], ["bench", "--upstream", "fbank", "--output", "b"]):
         assert lazy.parse_args(argv).command == argv[0]
     eager = _eager_parser(monkeypatch)
     assert lazy_top == lazy.format_help() == eager.format_help()  # same listing, same order, before and after
@@ -225,3 +225,37 @@ def test_internal_metrics_are_declared_internal(name):
     for t in describe_tasks():
         for m in ("accuracy", "balanced_accuracy", "accept", "wer", "si_sdri"):
             assert m not in t.metrics or not t.metrics[m].internal
+
+
+def test_list_upstreams_is_cached_and_the_cache_follows_the_sources(tmp_path, monkeypatch):
+    """The first listing imports the upstream modules and writes the listing; the next one reads
+    it without torch and prints the same; a changed key (a source file touched) rebuilds it."""
+    code = textwrap.dedent("""
+        import contextlib, io
+        from superb.benchmark.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["list", "upstreams"]) == 0
+        print(json.dumps(out.getvalue()))
+    """)
+    env_code = f"import os, json\nos.environ['SUPERB_CACHE_DIR'] = {str(tmp_path)!r}\n" + code
+
+    def listing():
+        probe = env_code + f"\nimport sys\nprint(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))\n"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        text_line, mods_line = out.stdout.strip().splitlines()[-2:]
+        return json.loads(text_line), json.loads(mods_line)
+
+    first, mods = listing()
+    assert mods["torch"] and "hubert " in first and "fbank " in first
+    files = list((tmp_path / "listing").glob("upstreams-*.json"))
+    assert len(files) == 1
+    second, mods = listing()
+    assert second == first and not mods["torch"]
+    # the key moves with the upstream sources: a different key is a different file
+    monkeypatch.setenv("SUPERB_CACHE_DIR", str(tmp_path))
+    key = cli._upstream_listing_key()
+    assert files[0].name == f"upstreams-{key}.json"
+    files[0].write_text("{not json")  # a damaged listing is rebuilt, not trusted
+    third, mods = listing()
+    assert third == first and mods["torch"]

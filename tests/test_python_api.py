@@ -62,3 +62,19 @@ def test_overrides_and_bad_upstreams_are_checked(tmp_path):
                      overrides={"runner": {"total_steps": 2, "eval_every": 2}, "optimizer.lr": 1e-3})
     assert res.data["config"]["optimizer"]["lr"] == 1e-3 and res.data["steps"] == 2
     assert superb.Results.load(tmp_path / "d").metrics == res.metrics
+
+
+def test_evaluate_settings_are_taken_as_given_not_reparsed():
+    """``superb.evaluate(settings=...)`` values are Python values: a str that looks like a number
+    (a file called ``1e5``) stays a str, where the command line's ``--set`` parses it as YAML."""
+    from superb.benchmark.config import resolve_config
+    from superb.benchmark.runner import apply_decode_sets
+
+    api_cfg = resolve_config("asr", use_mini=False)
+    apply_decode_sets(api_cfg, {"task.kenlm.lm_path": "1e5", "task.decoder": "kenlm"}, "run")
+    assert api_cfg["task"]["kenlm"]["lm_path"] == "1e5" and api_cfg["task"]["decoder"] == "kenlm"
+    cli_cfg = resolve_config("asr", use_mini=False)
+    apply_decode_sets(cli_cfg, ["task.kenlm.lm_path=1e5"], "run")
+    assert cli_cfg["task"]["kenlm"]["lm_path"] == 1e5
+    with pytest.raises(ValueError, match="only decoding settings"):
+        apply_decode_sets(resolve_config("asr", use_mini=False), {"optimizer.lr": 1.0}, "run")

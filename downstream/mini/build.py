@@ -55,14 +55,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
-from ..fileio import atomic_directory, read_text
+from ..fileio import atomic_directory, default_cache_dir, read_text
 from .writers import librispeech, speech_commands
 from .writers import fluent_speech_commands, iemocap, voxceleb1  # IC, ER, SID / ASV
 from .writers import audio_snips, diarization, quesst14  # SD, QbE, SF
@@ -103,17 +102,6 @@ SPLIT_PROFILES = {
 }
 
 COMPLETE = "COMPLETE"
-
-
-def default_cache_dir() -> Path:
-    """``$SUPERB_CACHE_DIR``, else ``$XDG_CACHE_HOME/superb``, else ``~/.cache/superb``."""
-    env = os.environ.get("SUPERB_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "superb"
-    return Path.home() / ".cache" / "superb"
 
 
 def corpus_dir(profile: str = "default", cache_dir: Path | None = None, seed: int = 0) -> Path:

@@ -71,6 +71,7 @@ class SpeechRecognition(Task):
                "wer_lm": Metric(LOWER, "percent (KenLM beam search)"),
                "cer_lm": Metric(LOWER, "percent (KenLM beam search)")}
     primary_metric = "wer"
+    loss_mean_over = "utterances"  # CTC, reduction="mean": per utterance over its target length, then the batch mean
     leaderboard = Board("Speech recognition (no LM)", (Column("WER", ("wer",), 23.18, 3.62, valid=(0, INF)),),
                         position=6)
     submission = (Submission("asr_public", "predict.ark", "utt_text",

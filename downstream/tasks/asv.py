@@ -130,6 +130,7 @@ class SpeakerVerification(Task):
     dataset = "VoxCeleb1 (dev for training, Vox1-O trials)"
     metrics = {"eer": Metric(LOWER, PERCENT), "min_dcf": Metric(LOWER, "detection cost (NIST SRE, not percent)")}
     primary_metric = "eer"
+    loss_mean_over = "utterances"  # AM-softmax cross entropy, batch mean
     leaderboard = Board("Speaker verification", (Column("EER", ("eer",), 9.56, 5.11),), position=7)
     submission = (Submission("sv_public", "predict.txt", "pair_score", ("predict.txt", "test_predict.txt", "scores.txt")),)
     mini_split = "voxceleb1"

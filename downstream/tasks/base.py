@@ -77,6 +77,11 @@ class Task:
     #: projection and mean pooling commute, so the runner may store each layer's time-mean
     #: (L x D per utterance) and train on those, the same model exactly (issue #14)
     linear_pooled_head: bool = False
+    #: what ``loss`` is a mean over: ``"utterances"`` (each utterance's loss, averaged over the
+    #: batch: cross entropy, CTC with ``reduction="mean"``) or None (not declared). A data-parallel
+    #: run (:mod:`superb.benchmark.distributed`) weights each process's loss by its share of the
+    #: batch's utterances, so it trains only tasks that declare it
+    loss_mean_over: Optional[str] = None
     #: fold names for cross-validated tasks (ER); ``task.fold: all`` in the config runs every fold
     folds: tuple = ()
     #: filled by ``prepare``: counts of what the loader filtered or dropped (and why), copied into

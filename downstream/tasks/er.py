@@ -62,6 +62,7 @@ class EmotionRecognition(Task):
     dataset = "IEMOCAP (4 classes, 5 folds)"
     metrics = {"accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    loss_mean_over = "utterances"  # cross entropy, batch mean
     leaderboard = Board("Emotion recognition", (Column("Acc", ("accuracy", "acc"), 48.23672168, 67.62),), position=5)
     submission = (Submission("er_fold{fold}_public", "predict.txt", "utt_label", ("predict.txt",)),)
     mini_split = "iemocap"

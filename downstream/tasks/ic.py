@@ -44,6 +44,7 @@ class IntentClassification(Task):
     dataset = "Fluent Speech Commands"
     metrics = {"accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    loss_mean_over = "utterances"  # a sum of cross entropies (one per slot), each a mean over utterances
     leaderboard = Board("Intent classification", (Column("Acc", ("accuracy", "acc"), 9.649354219, 98.76),), position=3)
     submission = (Submission("ic_public", "predict.csv", "ic_csv", ("predict.csv", "test_predict.csv")),)
     mini_split = "fluent_commands"

@@ -60,6 +60,7 @@ class KeywordSpotting(Task):
     dataset = "Speech Commands v0.01"
     metrics = {"accuracy": Metric(HIGHER, PERCENT), "balanced_accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    loss_mean_over = "utterances"  # cross entropy, batch mean
     leaderboard = Board("Keyword spotting", (Column("Acc", ("accuracy", "acc"), 41.3826674, 96.66),), position=2)
     submission = (Submission("ks_public", "predict.txt", "ks_label", ("predict.txt", "test_predict.txt")),)
     mini_split = "speech_commands"

@@ -207,6 +207,7 @@ class OutOfDomainASR(Task):
                "wer_constant": Metric(LOWER, PERCENT, internal=True),
                "cer_constant": Metric(LOWER, PERCENT, internal=True)}
     primary_metric = "wer"
+    loss_mean_over = "utterances"  # CTC, reduction="mean"
     mini_split = "commonvoice"
     data_help = "a Common Voice folder holding <lang>/{train,dev,test}.tsv and <lang>/clips/ (task.language)"
 

@@ -109,6 +109,7 @@ class PhonemeRecognition(Task):
     dataset = "LibriSpeech train-clean-100 / dev-clean / test-clean + g2p lexicon"
     metrics = {"per": Metric(LOWER, PERCENT)}
     primary_metric = "per"
+    loss_mean_over = "utterances"  # CTC, reduction="mean"
     leaderboard = Board("Phoneme recognition", (Column("PER", ("per",), 82.01, 3.53, valid=(0, INF)),), position=1)
     submission = (Submission("pr_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),)
     mini_split = "librispeech"

@@ -114,6 +114,7 @@ class SlotFilling(Task):
     metrics = {"slot_type_f1": Metric(HIGHER, PERCENT), "slot_value_cer": Metric(LOWER, PERCENT),
                "wer": Metric(LOWER, PERCENT), "cer": Metric(LOWER, PERCENT)}
     primary_metric = "slot_type_f1"
+    loss_mean_over = "utterances"  # CTC, reduction="mean"
     leaderboard = Board("Slot filling", (Column("F1", ("slot_type_f1",), 69.64, 89.81),
                                    Column("CER", ("slot_value_cer",), 52.94, 21.76, valid=(0, INF))), position=10)
     submission = (Submission("sf_public", "predict.ark", "utt_text", ("predict.ark", "test-hyp.ark", "hyp.ark")),)

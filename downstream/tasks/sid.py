@@ -48,6 +48,7 @@ class SpeakerIdentification(Task):
     dataset = "VoxCeleb1 (iden_split.txt)"
     metrics = {"accuracy": Metric(HIGHER, PERCENT)}
     primary_metric = "accuracy"
+    loss_mean_over = "utterances"  # cross entropy, batch mean
     leaderboard = Board("Speaker identification", (Column("Acc", ("accuracy", "acc"), 20.058174, 90.3),), position=4)
     submission = (Submission("sid_public", "predict.txt", "utt_label", ("predict.txt", "test_predict.txt")),)
     mini_split = "voxceleb1"
