@@ -30,6 +30,7 @@ EXTRA_COMMANDS: tuple = (
     "superb.benchmark.check_upstream",
     "superb.benchmark.feature_store",
     "superb.benchmark.bench",
+    "superb.benchmark.pretrain",
 )
 
 

@@ -85,7 +85,8 @@ def test_lazy_subcommands_match_eager_registration(monkeypatch):
     args = lazy.parse_args(["inspect", "some.pt", "--json"])  # imports superb.benchmark.extract now
     assert args.func.__module__ == "superb.benchmark.extract" and args.path == "some.pt" and args.json
     for argv in (["export", "runs"], ["submit", "runs", "--out", "x.zip"], ["check-upstream", "fbank"],
-                 ["cache", "info"], ["bench", "--upstream", "fbank", "--output", "b"]):
+                 ["cache", "info"], ["bench", "--upstream", "fbank", "--output", "b"],
+                 ["pretrain", "--objective", "apc", "--output", "o"]):
         assert lazy.parse_args(argv).command == argv[0]
     eager = _eager_parser(monkeypatch)
     assert lazy_top == lazy.format_help() == eager.format_help()  # same listing, same order, before and after

@@ -1,0 +1,49 @@
+"""``superb pretrain``: pretrain an upstream from unlabelled audio (generative objectives).
+
+``superb pretrain --objective apc|tera|mockingjay [--data DIR] [--preset tiny|base] --output DIR
+[--max-steps N] [--seed S] [--resume]`` runs :func:`superb.upstream.pretrain.loop.pretrain` and
+ends with ``<output>/<objective>.ckpt`` in the family's official (s3prl) format, which
+``superb run --upstream <objective> --upstream-ckpt <output>/<objective>.ckpt`` loads. Without
+``--data`` the mini corpus's LibriSpeech train subset is used (``--mini-profile``).
+See docs/pretraining.md.
+"""
+from __future__ import annotations
+
+
+def cmd_pretrain(args) -> int:
+    from superb.upstream.pretrain.loop import pretrain
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(int(args.threads))
+    summary = pretrain(args.objective, args.output, data=args.data, preset=args.preset, max_steps=args.max_steps,
+                       seed=args.seed, resume=args.resume, device=device, save_every=args.save_every,
+                       mini_profile=args.mini_profile, progress=not args.quiet)
+    print(f"pretrain: {summary['objective']} ({summary['preset']}), {summary['steps']} steps, last loss "
+          f"{summary['last_loss']:.4f}, {summary['wall_s']:.1f} s -> {summary['final_checkpoint']}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``pretrain`` to the ``superb`` subcommand parser ``sub``."""
+    p = sub.add_parser("pretrain", help="pretrain an upstream from unlabelled audio (apc, tera, mockingjay)")
+    p.add_argument("--objective", required=True, help="apc, tera or mockingjay")
+    p.add_argument("--data", help="folder of 16 kHz mono audio (every .wav/.flac/.ogg under it); default: the "
+                                  "mini corpus's LibriSpeech train subset")
+    p.add_argument("--preset", default="tiny", help="tiny (default; small sizes) or base (the published sizes)")
+    p.add_argument("--output", required=True, help="run folder: log.jsonl, checkpoints/last.pt, <objective>.ckpt")
+    p.add_argument("--max-steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, batches and masks")
+    p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
+    p.add_argument("--save-every", type=int, help="steps between saves of checkpoints/last.pt (default: preset's)")
+    p.add_argument("--mini-profile", default="default", help="mini corpus profile when --data is omitted")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--quiet", action="store_true", help="no per-step lines")
+    p.set_defaults(func=cmd_pretrain)

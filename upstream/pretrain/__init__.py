@@ -1,0 +1,36 @@
+"""Pretraining of upstreams from unlabelled audio (``superb pretrain``).
+
+* :mod:`.loop` -- the shared loop: every audio file under a folder, duration batches, Adam (fp32),
+  gradient clipping, ``log.jsonl``, atomic ``checkpoints/last.pt`` (model, optimiser and RNG
+  state: ``--resume`` continues exactly) and, at the end, the family's official checkpoint.
+* one module per objective family: :mod:`.apc` (``apc``) and :mod:`.tera` (``tera``,
+  ``mockingjay``). Each defines its config dataclass, its ``PRESETS`` (``tiny``, ``base``), an
+  :class:`~superb.upstream.pretrain.loop.Objective` and the export to the format the matching
+  upstream loader (and s3prl) reads.
+
+The objective modules are imported only when chosen (:func:`objective_module`).
+"""
+from __future__ import annotations
+
+import importlib
+
+#: objective name -> module (relative to this package) that builds it
+OBJECTIVES = {
+    "apc": ".apc",
+    "tera": ".tera",
+    "mockingjay": ".tera",
+}
+
+#: names of the presets every objective has
+PRESET_NAMES = ("tiny", "base")
+
+
+def objective_module(name: str):
+    """The module of objective ``name``; a clear error naming it (and the valid ones) otherwise."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown --objective {name!r}; valid objectives: {', '.join(sorted(OBJECTIVES))} "
+                         "(not implemented yet: cpc, wav2vec2, hubert, best_rq, data2vec, vicreg, barlow_twins)")
+    return importlib.import_module(OBJECTIVES[name], __name__)
+
+
+__all__ = ["OBJECTIVES", "PRESET_NAMES", "objective_module"]
