@@ -30,7 +30,8 @@ of the tasks that finished (the command then exits with status 1).
 on a log grid (s3prl's maintainers search 1e-1 ... 1e-7; ``--lr-grid`` to change it). Each trainable
 task trains one head per rate in one run (``optimizer.lr`` as a list: one upstream pass, the
 rates' own optimisers, checkpoints and dev histories; see :mod:`superb.benchmark.runner`); the
-best rate by dev is the run's result and the only one whose test numbers are reported. QbE
+best rate by dev is the run's result and the only one whose test numbers are reported (ER: each
+fold picks its rate on its own dev set, as a cross-validated protocol must). QbE
 trains nothing and runs once.
 
 **Executors.** ``local``: at most ``--jobs`` worker processes at once (``python -m

@@ -89,7 +89,10 @@ def _print_results(output, results) -> None:
         shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
         print(f"  {split}: {shown}")
     sweep = results.get("sweep")
-    if sweep:
+    if sweep and "per_fold" in sweep:  # a cross-validated task: each fold picks its rate on its dev set
+        rows = ", ".join(f"fold {k}: lr {v['best_lr']:g}" for k, v in sweep["per_fold"].items())
+        print(f"  learning rates chosen by each fold's dev {results['primary_metric']}: {rows}")
+    elif sweep:
         primary = results["primary_metric"]
         rows = ", ".join(f"lr {m['lr']:g} {m['best_dev']:.2f}" for m in sweep["members"])
         print(f"  learning rates (best dev {primary}): {rows}; reported: lr {sweep['best_lr']:g} "

@@ -1616,6 +1616,10 @@ def run_benchmark(config: Dict[str, Any], output_dir, resume: bool = False, prog
         "wall_time_s": round(sum(r["wall_time_s"] for r in per_fold.values()), 2),
         "config": config,
     })
+    if "sweep" in first:  # a learning-rate sweep picks its rate in each fold (on that fold's dev set)
+        results["sweep"] = {"rates": first["sweep"]["rates"], "selected_by": first["sweep"]["selected_by"],
+                            "per_fold": {k: {"best_lr": r["sweep"]["best_lr"], "members": r["sweep"]["members"]}
+                                         for k, r in per_fold.items()}}
     if distributed.context(config.get("device", "auto")).main:  # a data-parallel run: rank 0 writes
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(output_dir / "results.json", results)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from superb.benchmark.config import ConfigError
+from superb.benchmark.cli import main
 from superb.benchmark.runner import RunDirectoryError, Runner, evaluate_run, resume_run
 
 from test_runner import ASR_SMALL, Killed, KilledRunner, _config
@@ -93,3 +94,18 @@ def test_sweep_from_the_command_line(tmp_path, ks_data, capsys):
     best = results["sweep"]["best_lr"]
     assert f"reported: lr {best:g} ({out / f'lr{best:g}'})" in text.out
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["checkpoints", "lr0.001", "lr0.003"]
+
+
+def test_cross_validated_sweep_reports_each_folds_rate(tmp_path, capsys):
+    """ER (5 folds) with two rates: each fold is a sweep of its own and picks its rate on its dev
+    set; the parent's ``sweep`` lists every fold's choice (not the first fold's alone)."""
+    out = tmp_path / "er"
+    assert main(["run", "--upstream", "fbank", "--task", "er", "--mini-profile", "tiny", "--max-steps", "3",
+                 "--set", "optimizer.lr=[1e-3,1e-1]", "--output", str(out), "--quiet", "--no-tensorboard"]) == 0
+    parent = json.loads((out / "results.json").read_text())
+    for k in ("1", "2", "3", "4", "5"):
+        fold = json.loads((out / f"fold{k}" / "results.json").read_text())
+        assert parent["sweep"]["per_fold"][k]["best_lr"] == fold["sweep"]["best_lr"]
+        assert fold["sweep"]["best_lr"] in (1e-3, 1e-1)
+    assert parent["sweep"]["rates"] == [1e-3, 1e-1] and "best_lr" not in parent["sweep"]
+    assert "fold 5: lr" in capsys.readouterr().out
