@@ -233,13 +233,6 @@ class BenchJob(_Checkpointable):
         return run_job(self.spec_path)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _gpu_count() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
@@ -295,12 +288,17 @@ def progress_line(job: Job, done: int, total: int) -> str:
 
 
 # -- executors -----------------------------------------------------------------------------------
-def _tail(path: Optional[str], lines: int = 1) -> str:
+def _error_line(lines: List[str]) -> str:
+    """The line of a job's output that says what went wrong: its last ``superb: error:`` or
+    exception line, else its last line."""
+    errs = [t for t in lines if t.startswith("superb: error:") or "Error" in t]
+    return (errs or lines or [""])[-1][:500]
+
+
+def _tail(path: Optional[str]) -> str:
     if not path or not Path(path).is_file():
         return ""
-    text = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    errs = [t for t in text if t.startswith("superb: error:") or "Error" in t]
-    return (errs or text or [""])[-1][:500]
+    return _error_line(Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines())
 
 
 def _die_with_parent() -> None:
@@ -420,9 +418,7 @@ def _collect(job: Job, handle) -> None:
         handle.result()
         _finish(job, True, None)
     except Exception as exc:  # a failed task is reported; the others go on
-        text = str(exc).strip().splitlines()
-        errs = [t for t in text if "Error" in t or t.startswith("superb: error:")]
-        _finish(job, False, (errs or text or [type(exc).__name__])[-1][:500])
+        _finish(job, False, _error_line(str(exc).strip().splitlines()) or type(exc).__name__)
 
 
 def _finish(job: Job, ok: bool, error: Optional[str]) -> None:
@@ -438,7 +434,14 @@ def _finish(job: Job, ok: bool, error: Optional[str]) -> None:
 
 
 # -- the bench -----------------------------------------------------------------------------------
-def prepare(args, out: Path) -> List[Job]:
+def job_threads(args) -> int:
+    """CPU threads of each job: ``--threads``, else the usable cores divided among ``--jobs``."""
+    from .runner import usable_cores
+
+    return args.threads or max(1, usable_cores() // max(1, int(args.jobs)))
+
+
+def prepare(args, out: Path, threads: int) -> List[Job]:
     """Resolve and check every task's run config, write the job specs; nothing runs yet."""
     from superb.downstream.fileio import atomic_write_json
     from superb.downstream.tasks import get_task
@@ -450,7 +453,6 @@ def prepare(args, out: Path) -> List[Job]:
     data = parse_data(args.data, tasks)
     sets = parse_sets(args.set, tasks)
     grid = [float(x) for x in args.lr_grid.split(",")] if args.lr_grid else list(DEFAULT_LR_GRID)
-    threads = args.threads or max(1, _cores() // max(1, int(args.jobs)))
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     jobs = []
     for task in tasks:
@@ -545,25 +547,25 @@ def cmd_bench(args) -> int:
         raise BenchError(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.output).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    jobs = prepare(args, out)
+    threads = job_threads(args)
+    jobs = prepare(args, out, threads)
     total = len(jobs)
 
     def say(job: Job) -> None:
         done = sum(j.state in ("done", "skipped", "failed") for j in jobs)
         print(progress_line(job, done, total), flush=True)
 
-    for job in jobs:
-        if run_state(Path(job.run_dir)) == "done":
-            from superb.downstream.fileio import read_json
+    from superb.downstream.fileio import read_json
 
+    for job in jobs:
+        state = run_state(Path(job.run_dir))
+        if state == "done":
             job.state, job.metrics = "skipped", read_json(Path(job.run_dir) / "results.json")["metrics"]
             say(job)
-        elif run_state(Path(job.run_dir)) == "started":
-            job.resumed = True
+        job.resumed = state == "started"
     print(f"bench: {args.upstream}, {total} task(s) ({', '.join(j.task for j in jobs)}), executor {args.executor}, "
           f"{args.jobs} at a time; output {out}", flush=True)
     if args.executor == "local":
-        threads = args.threads or max(1, _cores() // max(1, int(args.jobs)))
         run_local(jobs, int(args.jobs), threads, out, say)
     else:
         run_submitit(jobs, args, out, say)

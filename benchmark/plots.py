@@ -268,11 +268,14 @@ def _read_text_file(path: Path, missing: str) -> str:
 
 
 def _read_json_file(path: Path) -> Dict[str, Any]:
-    text = _read_text_file(path, "no results.json: not a finished run folder")
+    from superb.downstream.fileio import read_json
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: truncated or invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = read_json(path)  # invalid JSON: a ValueError naming the file
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing (no results.json: not a finished run folder)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a results object")
     return data

@@ -183,6 +183,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """CPU threads a run uses unless told: half the cores this process may use (at least 1).
 
@@ -190,11 +198,7 @@ def default_threads() -> int:
     mini KS run took 208 s with it and 43 s with one thread, for identical metrics - and the
     heads SUPERB trains are small, so half the cores costs little on a quiet machine.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores // 2)
+    return max(1, usable_cores() // 2)
 
 
 def set_threads(threads: Optional[int]) -> int:
@@ -214,11 +218,7 @@ def set_threads(threads: Optional[int]) -> int:
 def default_workers() -> int:
     """Input-pipeline processes a run uses unless told: 1 when this process may use 2 or more cores
     (audio decoding and store reads then overlap the upstream and the head), else 0."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return 1 if cores >= 2 else 0
+    return 1 if usable_cores() >= 2 else 0
 
 
 def check_workers(workers: Optional[int]) -> int:
@@ -1015,7 +1015,7 @@ class Runner:
                 raise RunDirectoryError(f"{last_path}: not a resumable superb checkpoint ({type(exc).__name__}: {exc})") from None
             if main:
                 for m in members:
-                    self._rewind_log(m.dir / "log.jsonl", int(state["step"]))
+                    fileio.rewind_log(m.dir / "log.jsonl", int(state["step"]))
                 self._open_boards(purge_step=int(state["step"]) + 1)
         elif main:
             for m in members:
@@ -1214,21 +1214,6 @@ class Runner:
                     what = f"process {self.dist.rank} of {self.dist.world} {what}"
                 print(f"superb: {what} at step {state['step']}; {saved}{hint}", file=sys.stderr, flush=True)
             raise
-
-    @staticmethod
-    def _rewind_log(log_path: Path, step: int) -> None:
-        """Drop the log lines written after the saved step (they will be written again)."""
-        if not log_path.is_file():
-            return
-        kept = []
-        for line in fileio.read_text(log_path).splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
-                kept.append(line)
-        fileio.atomic_write_text(log_path, "".join(l + "\n" for l in kept))
 
     def run(self) -> Dict[str, Any]:
         """Train, then test with the best dev checkpoint and write results.json.

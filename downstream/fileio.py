@@ -8,7 +8,8 @@
 * A finished directory (a mini-corpus split, the private eSpeak data folder) is built inside
   :func:`atomic_directory`: in a temporary sibling (``.<name>.tmp-<random>``) renamed into place
   at the end, so a half-built directory is never seen under the final name.
-* :func:`append_line` appends one line to a log, naming the file when that fails.
+* :func:`append_line` appends one line to a log, naming the file when that fails;
+  :func:`rewind_log` drops a ``log.jsonl``'s lines past a resumed step.
 * :func:`read_text` reads a UTF-8 text file (list files, transcripts, label files); a file in
   another encoding is an error naming the file and the byte offset.
 * :func:`read_json` reads a JSON file; a truncated or invalid one is an error naming the file.
@@ -130,6 +131,24 @@ def remove_stale_tmp(folder: PathLike) -> list:
             p.unlink()
             removed.append(p)
     return removed
+
+
+def rewind_log(path: PathLike, step: int) -> None:
+    """Keep the lines of a JSON-lines log whose ``step`` is at most ``step`` (a killed run may have
+    logged past its last save; those steps are logged again on resume). A line cut by the kill,
+    or one without a whole-number step, is dropped. A missing log is left missing."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in read_text(path).splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_text(path: PathLike) -> str:

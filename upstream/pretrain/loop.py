@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from superb.downstream.audio import SAMPLE_RATE, load_audio, segment_for
-from superb.downstream.fileio import append_line, atomic_torch_save, atomic_write_json, atomic_write_text, read_text
+from superb.downstream.fileio import append_line, atomic_torch_save, atomic_write_json, rewind_log
 
 from . import PRESET_NAMES, objective_module
 
@@ -199,14 +199,6 @@ def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) ->
                              f"this run has {loop_new.get(key)!r}")
 
 
-def _truncate_log(log: Path, step: int) -> None:
-    """Keep the log lines of steps up to ``step`` (a killed run may have logged past its last save)."""
-    if not log.exists():
-        return
-    kept = [ln for ln in read_text(log).splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    atomic_write_text(log, "".join(ln + "\n" for ln in kept))
-
-
 def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps: Optional[int] = None,
              seed: int = 0, resume: bool = False, device: str = "cpu", save_every: Optional[int] = None,
              mini_profile: str = "default", progress: bool = True) -> Dict[str, Any]:
@@ -254,7 +246,7 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         step, epoch, position = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["position"])
         wall_offset = float(ckpt["wall_s"])
-        _truncate_log(log, step)
+        rewind_log(log, step)
     elif log.exists():
         log.unlink()
 
