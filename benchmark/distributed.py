@@ -167,6 +167,10 @@ def shutdown() -> None:
     """Leave the process group if :func:`context` joined it (``superb run`` under torchrun)."""
     global _started_here
     if _started_here and dist.is_initialized():
+        import gc
+
+        gc.collect()  # DDP reducers left in reference cycles hold the group: free them first
+        dist.barrier()  # no process leaves while another is still in a collective
         dist.destroy_process_group()
     _started_here = False
 

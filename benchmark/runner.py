@@ -503,9 +503,13 @@ class Runner:
             raise RunDirectoryError(f"output directory {exc}; wait for it or choose another --output") from None
 
     def close(self) -> None:
-        """Release the run folder's lock and close the TensorBoard writers (``run()`` and
-        ``evaluate_run`` do this themselves)."""
+        """Release the run folder's lock, close the TensorBoard writers and drop the
+        DistributedDataParallel wrappers (``run()`` and ``evaluate_run`` do this themselves). The
+        wrappers hold the process group: dropped here, they are gone before the group is destroyed
+        (:func:`superb.benchmark.distributed.shutdown`), not freed after it at interpreter exit."""
         self._close_boards()
+        for m in getattr(self, "members", None) or []:
+            m.ddp = None
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()

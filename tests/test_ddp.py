@@ -84,6 +84,7 @@ def _worker(rank, world, port, data, out, cache):
         pass
     else:
         raise AssertionError("the run was not killed")
+    del killed  # as a killed process would: nothing of the first run outlives it
     if rank == 0:
         saved = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
         assert saved["state"]["step"] == 3 and len(saved["ranks"]) == world

@@ -14,7 +14,14 @@ do not depend on its batch). A file with more than ``max_frames`` frames is rand
 Batches: :class:`superb.downstream.sampler.DurationBatchSampler` over the (cropped) lengths, at
 most ``batch_seconds`` of padded audio; epoch ``e`` is shuffled from ``(seed, e)``.
 
-Optimisation: Adam at a constant ``lr``, fp32, gradient norm clipped to ``grad_clip``.
+Optimisation: Adam (fp32), the learning rate rising linearly from 0 to ``lr`` over
+``warmup_steps`` steps (0: constant from the start, as APC and TERA train), then constant; the
+gradient norm clipped to ``grad_clip``.
+
+Objective hooks: :meth:`Objective.prepare` runs once before the first step of a fresh run (not on
+``--resume``: what it computes must live in the objective's ``state_dict``, e.g. k-means
+centroids as buffers), with access to every file's features; :meth:`Objective.after_step` runs
+after each optimiser step (an EMA teacher, a temperature schedule).
 
 Randomness: the model is initialised from ``torch.manual_seed(seed)``; crops and alterations
 draw from one ``torch.Generator`` seeded ``seed + 1``; dropout draws from torch's global RNG.
@@ -36,7 +43,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -63,6 +70,8 @@ class LoopConfig:
     max_frames: int = 300
     grad_clip: float = 5.0
     save_every: int = 50
+    #: linear learning-rate warm-up from 0 (steps); constant afterwards
+    warmup_steps: int = 0
     #: features kept in memory (MB); the rest is recomputed when drawn
     feature_cache_mb: float = 1024.0
 
@@ -70,6 +79,8 @@ class LoopConfig:
         for key in ("max_steps", "max_frames", "save_every"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{where}: {key} must be >= 1, got {getattr(self, key)}")
+        if int(self.warmup_steps) < 0:
+            raise ValueError(f"{where}: warmup_steps must be >= 0, got {self.warmup_steps}")
         for key in ("lr", "batch_seconds", "grad_clip"):
             value = float(getattr(self, key))
             if not math.isfinite(value) or value <= 0:
@@ -81,7 +92,8 @@ class Objective(nn.Module):
 
     ``features`` maps a padded waveform batch to the front end's features (no gradients);
     ``loss`` computes the scalar training loss of a feature batch (``generator`` for every random
-    draw); ``export`` returns the final checkpoint in the family's official format."""
+    draw); ``export`` returns the final checkpoint in the family's official format. Optional:
+    ``prepare`` (once, before a fresh run) and ``after_step`` (after every optimiser step)."""
 
     name: str = ""
     #: samples per feature frame
@@ -97,6 +109,20 @@ class Objective(nn.Module):
 
     def export(self, step: int, loop: "LoopConfig") -> Dict[str, Any]:
         raise NotImplementedError
+
+    def prepare(self, features: Callable[[int], torch.Tensor], num_files: int, generator: torch.Generator) -> None:
+        """Before the first step of a fresh run: ``features(i)`` is file ``i``'s feature matrix
+        (uncropped, as :meth:`features` computes it). Default: nothing."""
+
+    def after_step(self, step: int) -> None:
+        """After optimiser step ``step`` (1-based). Default: nothing."""
+
+
+def learning_rate(loop: LoopConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (1-based): linear warm-up, then ``lr``."""
+    if loop.warmup_steps and step < loop.warmup_steps:
+        return float(loop.lr) * step / loop.warmup_steps
+    return float(loop.lr)
 
 
 def find_audio(data) -> List[Path]:
@@ -194,7 +220,8 @@ def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) ->
     for key in set(loop_old) | set(loop_new):
         if key in ("max_steps", "save_every", "feature_cache_mb"):
             continue
-        if loop_old.get(key) != loop_new.get(key):
+        defaults = {f.name: f.default for f in dataclasses.fields(LoopConfig)}  # keys added later
+        if loop_old.get(key, defaults.get(key)) != loop_new.get(key, defaults.get(key)):
             raise ValueError(f"--resume: {path} was written with loop_config.{key} = {loop_old.get(key)!r}, "
                              f"this run has {loop_new.get(key)!r}")
 
@@ -257,6 +284,8 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
     budget = max(int(loop_cfg.batch_seconds * SAMPLE_RATE), max(batch_lengths))
     sampler = DurationBatchSampler(batch_lengths, budget, shuffle=True, seed=seed, ids=[str(f) for f in files])
     feats_of = _Features(model, segments, device, loop_cfg.feature_cache_mb)
+    if not resume:
+        model.prepare(feats_of.get, len(files), generator)
     batches = sampler.epoch_batches(epoch)
     params = [p for p in model.parameters() if p.requires_grad]
     clock = time.perf_counter()
@@ -288,11 +317,15 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, loop_cfg.grad_clip)
+        lr = learning_rate(loop_cfg, step + 1)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         optimizer.step()
         step += 1
+        model.after_step(step)
         last_loss = float(loss.item())
         first_loss = last_loss if first_loss is None else first_loss
-        line = {"step": step, "loss": last_loss, "lr": loop_cfg.lr, "grad_norm": float(grad_norm),
+        line = {"step": step, "loss": last_loss, "lr": lr, "grad_norm": float(grad_norm),
                 "wall_s": round(wall(), 3)}
         append_line(log, json.dumps(line))
         if progress:

@@ -220,6 +220,13 @@ class Wav2Vec2Model(nn.Module):
     def forward(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
                 ) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Return ``(hidden_states, lengths)``; see :class:`TransformerEncoder`."""
+        frames = self.extract(wavs, wav_lens)
+        return self.encode(self.feature_projection(frames.features), frames), frames.lengths
+
+    def extract(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None) -> "ConvFrames":
+        """The CNN's frames of a padded batch, cut to the longest utterance, with the masks the
+        encoder needs (:class:`ConvFrames`). Pretraining objectives call :meth:`extract`, project,
+        replace masked frames and call :meth:`encode`; :meth:`forward` does the same unmasked."""
         if wav_lens is None:
             wav_lens = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long, device=wavs.device)
         lengths = self.output_lengths(wav_lens)
@@ -239,11 +246,26 @@ class Wav2Vec2Model(nn.Module):
         features = features[:, : int(lengths.max())]
         padding_mask = padding_mask[:, : int(lengths.max())]
         frame_padding = frame_padding[:, : int(lengths.max())]
-        x = self.feature_projection(features)
-        mask = padding_mask if bool(padding_mask.any()) else None
-        frames = frame_padding if exact and bool(frame_padding.any()) else None
-        states = self.encoder(x, mask, frames)
-        return states, lengths
+        return ConvFrames(features, lengths, padding_mask if bool(padding_mask.any()) else None,
+                          frame_padding if exact and bool(frame_padding.any()) else None)
+
+    def encode(self, x: torch.Tensor, frames: "ConvFrames") -> List[torch.Tensor]:
+        """The transformer's hidden states of projected frames ``x`` [B, T', D] (the masks of
+        ``frames``, from :meth:`extract`)."""
+        return self.encoder(x, frames.attention_mask, frames.frame_padding)
+
+
+@dataclass
+class ConvFrames:
+    """What :meth:`Wav2Vec2Model.extract` returns: the CNN output ``features`` [B, T', C] (before
+    the feature projection), each utterance's ``lengths`` in frames, the encoder's
+    ``attention_mask`` (True on padding; None without padding) and the exact ``frame_padding``
+    (padding-exact mode; None otherwise)."""
+
+    features: torch.Tensor
+    lengths: torch.Tensor
+    attention_mask: Optional[torch.Tensor]
+    frame_padding: Optional[torch.Tensor]
 
 
 def _fairseq_hubert_padding_mask(wav_lens: torch.Tensor, num_samples: int, num_frames: int) -> torch.Tensor:
