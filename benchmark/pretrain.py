@@ -24,9 +24,11 @@ def cmd_pretrain(args) -> int:
         torch.set_num_threads(int(args.threads))
     summary = pretrain(args.objective, args.output, data=args.data, preset=args.preset, max_steps=args.max_steps,
                        seed=args.seed, resume=args.resume, device=device, save_every=args.save_every,
-                       mini_profile=args.mini_profile, progress=not args.quiet)
-    print(f"pretrain: {summary['objective']} ({summary['preset']}), {summary['steps']} steps, last loss "
-          f"{summary['last_loss']:.4f}, {summary['wall_s']:.1f} s -> {summary['final_checkpoint']}")
+                       mini_profile=args.mini_profile, progress=not args.quiet, sets=args.set or ())
+    loss = "no training (the initial weights)" if summary["last_loss"] is None else \
+        f"last loss {summary['last_loss']:.4f}"
+    print(f"pretrain: {summary['objective']} ({summary['preset']}), {summary['steps']} steps, {loss}, "
+          f"{summary['wall_s']:.1f} s -> {summary['final_checkpoint']}")
     return 0
 
 
@@ -38,12 +40,16 @@ def register(sub) -> None:
                                   "mini corpus's LibriSpeech train subset")
     p.add_argument("--preset", default="tiny", help="tiny (default; small sizes) or base (the published sizes)")
     p.add_argument("--output", required=True, help="run folder: log.jsonl, checkpoints/last.pt, <objective>.ckpt")
-    p.add_argument("--max-steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--max-steps", type=int, help="training steps (default: the preset's); 0 writes the initial "
+                                                 "random weights in the same format (the random-init baseline)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, batches and masks")
     p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
     p.add_argument("--save-every", type=int, help="steps between saves of checkpoints/last.pt (default: preset's)")
     p.add_argument("--mini-profile", default="default", help="mini corpus profile when --data is omitted")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a preset value: a field of the objective's config (model.num_layers=2, "
+                        "n_future=5) or loop.FIELD (loop.lr=1e-4); repeatable")
     p.add_argument("--quiet", action="store_true", help="no per-step lines")
     p.set_defaults(func=cmd_pretrain)

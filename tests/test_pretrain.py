@@ -154,12 +154,19 @@ def mini_data(tmp_path_factory):
     return default_data("tiny", cache_dir=cache)
 
 
+#: the test sizes (the tiny presets are sized for minutes of training on the default mini corpus)
+_SMALL_TERA = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=64",
+               "loop.lr=2e-3"]
+SMALL = {"apc": ["model.hidden_size=32"], "tera": _SMALL_TERA, "mockingjay": _SMALL_TERA}
+
+
 @pytest.fixture(scope="module")
 def trained(mini_data, tmp_path_factory):
     out = {}
     for name, steps in (("apc", 40), ("tera", 60), ("mockingjay", 10)):
         folder = tmp_path_factory.mktemp(f"pt-{name}")
-        summary = pretrain(name, folder, data=mini_data, preset="tiny", max_steps=steps, progress=False)
+        summary = pretrain(name, folder, data=mini_data, preset="tiny", max_steps=steps, progress=False,
+                           sets=SMALL[name])
         out[name] = (folder, summary)
     return out
 
@@ -222,14 +229,14 @@ def test_checkpoint_round_trips_through_both_loaders(trained, name, peer):
 def test_cli_pretrain_then_extract(mini_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli_main(["pretrain", "--objective", "apc", "--data", str(mini_data), "--output", str(out),
-                     "--max-steps", "2", "--quiet"]) == 0
+                     "--max-steps", "2", "--set", "model.hidden_size=24", "--quiet"]) == 0
     assert "2 steps" in capsys.readouterr().out
     assert [json.loads(l)["step"] for l in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
     audio = sorted(mini_data.rglob("*.flac"))[0]
     assert cli_main(["extract", "--upstream", "apc", "--upstream-ckpt", str(out / "apc.ckpt"), "--quiet",
                      "--output", str(tmp_path / "feats.pt"), str(audio)]) == 0
     feats = torch.load(tmp_path / "feats.pt", weights_only=True)
-    assert feats["num_layers"] == 3 and feats["files"][0]["hidden_states"][0].shape[-1] == 32
+    assert feats["num_layers"] == 3 and feats["files"][0]["hidden_states"][0].shape[-1] == 24
 
 
 # -- resume -----------------------------------------------------------------------------------------
@@ -271,7 +278,8 @@ def test_resume_continues_exactly(mini_data, tmp_path, monkeypatch, name):
 
 
 def test_bad_objective_and_empty_data(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"unknown --objective 'wav2vec9'.*apc, mockingjay, tera"):
+    with pytest.raises(ValueError, match=r"unknown --objective 'wav2vec9'; valid objectives: apc, best_rq, cpc, data2vec, hubert, mockingjay, tera, "
+                                         r"vicreg, wav2vec2$"):
         pretrain("wav2vec9", tmp_path / "o")
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
@@ -285,3 +293,26 @@ def test_bad_objective_and_empty_data(tmp_path, capsys):
     assert cli_main(["pretrain", "--objective", "tera", "--data", str(empty), "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"--data {empty}: no audio files" in err and err.count("\n") == 1
+
+
+def test_set_overrides_reach_nested_config_fields_and_name_bad_keys():
+    from superb.upstream.pretrain.loop import build_objective
+
+    _, cfg, loop = build_objective("apc", "tiny", 0, ["model.hidden_size=16", "n_future=5", "loop.lr=1e-4",
+                                                      "loop.warmup_steps=10"])
+    assert (cfg.model.hidden_size, cfg.n_future, loop.lr, loop.warmup_steps) == (16, 5, 1e-4, 10)
+    with pytest.raises(ValueError, match=r"--set model.hiden_size: apc config has no field 'model.hiden_size'"):
+        build_objective("apc", "tiny", 0, ["model.hiden_size=16"])
+    with pytest.raises(ValueError, match=r"--set n_future=three: expected a value like 3 \(int\)"):
+        build_objective("apc", "tiny", 0, ["n_future=three"])
+    with pytest.raises(ValueError, match=r"--set loop.warmup_steps: warmup_steps must be >= 0|warmup_steps"):
+        from superb.upstream.pretrain.loop import LoopConfig
+        LoopConfig(warmup_steps=-1).validate("--set loop.warmup_steps")
+
+
+def test_warmup_rises_linearly_then_holds():
+    from superb.upstream.pretrain.loop import LoopConfig, learning_rate
+
+    loop = LoopConfig(lr=1e-3, warmup_steps=4)
+    assert [learning_rate(loop, s) for s in (1, 2, 4, 9)] == pytest.approx([2.5e-4, 5e-4, 1e-3, 1e-3])
+    assert learning_rate(LoopConfig(lr=1e-3), 1) == 1e-3

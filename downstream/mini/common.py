@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -59,7 +60,12 @@ class BuildContext:
         return derive_seed("mini-espeak", self.seed, *keys) & 0x7FFFFFFF
 
     def progress_bar(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, unit="file", disable=not self.progress, leave=False)
+        """A tqdm bar on a terminal; in a log file (CI, SLURM, nohup) one plain line instead of
+        tqdm's carriage-return updates (the builder prints a summary line when it is done)."""
+        interactive = self.progress and sys.stderr.isatty()
+        if self.progress and not interactive:
+            print(f"{desc}: building {total} files ...", file=sys.stderr, flush=True)
+        return tqdm(total=total, desc=desc, unit="file", disable=not interactive, leave=False)
 
     def word_phonemes(self, word: str) -> str:
         """Space-separated IPA phonemes of one word, stress marks removed (lexicon convention).

@@ -3,10 +3,14 @@
 * :mod:`.loop` -- the shared loop: every audio file under a folder, duration batches, Adam (fp32),
   gradient clipping, ``log.jsonl``, atomic ``checkpoints/last.pt`` (model, optimiser and RNG
   state: ``--resume`` continues exactly) and, at the end, the family's official checkpoint.
-* one module per objective family: :mod:`.apc` (``apc``) and :mod:`.tera` (``tera``,
-  ``mockingjay``). Each defines its config dataclass, its ``PRESETS`` (``tiny``, ``base``), an
-  :class:`~superb.upstream.pretrain.loop.Objective` and the export to the format the matching
-  upstream loader (and s3prl) reads.
+* one module per objective, by family: generative :mod:`.apc` (``apc``), :mod:`.tera` (``tera``,
+  ``mockingjay``); contrastive :mod:`.cpc` (``cpc``), :mod:`.wav2vec2` (``wav2vec2``); predictive
+  :mod:`.hubert` (``hubert``), :mod:`.best_rq` (``best_rq``); bootstrapping :mod:`.data2vec`
+  (``data2vec``); regularisation :mod:`.vicreg` (``vicreg``, on a wav2vec 2.0 encoder). Each
+  defines its config dataclass (holding the upstream's architecture config), its ``PRESETS``
+  (``tiny``, ``base``), an :class:`~superb.upstream.pretrain.loop.Objective` and the export to the
+  format the matching upstream loader (and its peer) reads. :mod:`.masked` holds what the
+  wav2vec 2.0-family objectives share (waveform rows, span masks, the masked forward).
 
 The objective modules are imported only when chosen (:func:`objective_module`).
 """

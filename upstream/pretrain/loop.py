@@ -60,7 +60,9 @@ CHECKPOINT_FORMAT = "superb-pretrain-v1"
 
 @dataclass
 class LoopConfig:
-    """Training settings of a preset (``--max-steps`` overrides ``max_steps``)."""
+    """Training settings of a preset (``--max-steps`` overrides ``max_steps``; 0 exports the
+    initial weights: the same architecture, front end and format, random-init - the baseline a
+    pretrained checkpoint is compared with)."""
 
     max_steps: int = 100
     lr: float = 1e-3
@@ -76,7 +78,9 @@ class LoopConfig:
     feature_cache_mb: float = 1024.0
 
     def validate(self, where: str = "pretrain config") -> None:
-        for key in ("max_steps", "max_frames", "save_every"):
+        if int(self.max_steps) < 0:
+            raise ValueError(f"{where}: max_steps must be >= 0, got {self.max_steps}")
+        for key in ("max_frames", "save_every"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{where}: {key} must be >= 1, got {getattr(self, key)}")
         if int(self.warmup_steps) < 0:
@@ -145,13 +149,76 @@ def default_data(profile: str = "default", cache_dir=None) -> Path:
     return ensure_split("librispeech", profile=profile, cache_dir=cache_dir) / "LibriSpeech" / "train"
 
 
-def build_objective(name: str, preset: str, seed: int):
-    """``(objective, objective_config, loop_config)`` of ``name`` with preset ``preset``,
-    parameters initialised from ``torch.manual_seed(seed)``."""
+def _parse_value(key: str, raw: str, current: Any) -> Any:
+    """``raw`` (YAML syntax) as a value of ``current``'s type; an error naming ``key`` otherwise."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--set {key}={raw}: not a YAML value ({exc})") from None
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, float):
+        if isinstance(value, str):  # PyYAML reads 1e-3 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, (tuple, list)):
+        ok = isinstance(value, list)
+        value = type(current)(tuple(v) if isinstance(v, list) else v for v in value) if ok else value
+    elif current is None:
+        ok = True  # an optional field: any YAML value (None, a path, a number)
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise ValueError(f"--set {key}={raw}: expected a value like {current!r} ({type(current).__name__}), "
+                         f"got {value!r}")
+    return value
+
+
+def apply_sets(cfg: Any, loop_cfg: LoopConfig, sets: Sequence[str], objective: str) -> Tuple[Any, LoopConfig]:
+    """``--set KEY=VALUE`` overrides: ``loop.FIELD`` sets a :class:`LoopConfig` field, any other
+    key a field of the objective's config, dotted into nested dataclasses (``model.num_layers=2``).
+    An unknown key or a value of the wrong type is an error naming it."""
+    for item in sets:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        target = loop_cfg if parts[0] == "loop" else cfg
+        path = parts[1:] if parts[0] == "loop" else parts
+        if not path:
+            raise ValueError(f"--set {item!r}: expected loop.FIELD=VALUE")
+        for i, name in enumerate(path):
+            names = [f.name for f in dataclasses.fields(target)]
+            if name not in names:
+                where = "loop" if parts[0] == "loop" else objective
+                raise ValueError(f"--set {key}: {where} config has no field {'.'.join(path[:i + 1])!r}; "
+                                 f"its fields: {', '.join(names)}")
+            if i < len(path) - 1:
+                target = getattr(target, name)
+                if not dataclasses.is_dataclass(target):
+                    raise ValueError(f"--set {key}: {'.'.join(path[:i + 1])} is not a section")
+        setattr(target, path[-1], _parse_value(key, raw, getattr(target, path[-1])))
+    return cfg, loop_cfg
+
+
+def build_objective(name: str, preset: str, seed: int, sets: Sequence[str] = ()):
+    """``(objective, objective_config, loop_config)`` of ``name`` with preset ``preset`` and the
+    ``--set`` overrides ``sets`` (:func:`apply_sets`), parameters initialised from
+    ``torch.manual_seed(seed)``."""
     module = objective_module(name)
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown --preset {preset!r}; valid presets: {', '.join(PRESET_NAMES)}")
     cfg, loop_cfg = module.preset(name, preset)
+    cfg, loop_cfg = apply_sets(cfg, loop_cfg, sets, name)
     torch.manual_seed(seed)
     return module.build(name, cfg), cfg, loop_cfg
 
@@ -228,11 +295,12 @@ def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) ->
 
 def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps: Optional[int] = None,
              seed: int = 0, resume: bool = False, device: str = "cpu", save_every: Optional[int] = None,
-             mini_profile: str = "default", progress: bool = True) -> Dict[str, Any]:
+             mini_profile: str = "default", progress: bool = True, sets: Sequence[str] = ()) -> Dict[str, Any]:
     """Pretrain ``objective`` on the audio under ``data``; return the summary written to
-    ``<output>/pretrain.json`` (see the module docstring)."""
+    ``<output>/pretrain.json`` (see the module docstring). ``sets``: ``KEY=VALUE`` overrides of
+    the preset (:func:`apply_sets`)."""
     started = time.perf_counter()
-    model, obj_cfg, loop_cfg = build_objective(objective, preset, seed)
+    model, obj_cfg, loop_cfg = build_objective(objective, preset, seed, sets)
     if max_steps is not None:
         loop_cfg = dataclasses.replace(loop_cfg, max_steps=int(max_steps))
     if save_every is not None:

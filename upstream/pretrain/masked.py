@@ -41,7 +41,10 @@ TINY_CONV_LAYERS = ((128, 10, 5), (128, 8, 4), (128, 4, 4), (128, 4, 4))
 def tiny_config(family: str, **overrides) -> Wav2Vec2Config:
     """A small encoder of ``family`` (``wav2vec2``, ``hubert`` or ``data2vec``): the family's Base
     layout (norms, positional convolution kind) at 4 CNN layers of 128 channels, 4 transformer
-    layers of 128 (4 heads, FFN 512); for tests and the mini-corpus ranking runs."""
+    layers of 128 (4 heads, FFN 512); for tests and the mini-corpus ranking runs. The CNN is as
+    wide as the transformer, so a model exported in fairseq's format needs
+    ``post_extract_proj=False`` (fairseq builds no projection between equal widths, and its
+    loaders refuse the extra keys)."""
     base = PRESETS[family]
     fields = dict(conv_layers=TINY_CONV_LAYERS, hidden_size=128, num_layers=4, num_heads=4, ffn_dim=512,
                   pos_conv_kernel=32 if base.pos_conv_depth == 1 else 5, pos_conv_groups=8)
