@@ -55,12 +55,11 @@ transformer layers of 128), ``K = 3`` of its 4 layers, ``tau`` 0.99 -> 0.999 ove
 short run would otherwise keep the teacher at its random initialisation), Adam 1e-3 with 20
 warm-up steps, 400 steps of 12 s batches cropped to 3 s (about 5 min on one CPU thread).
 
-Export: a fairseq data2vec audio pretraining checkpoint: ``{'cfg': {'model': {'_name':
-'data2vec_audio', ...}, 'task': {'_name': 'audio_pretraining', 'normalize', 'sample_rate'}},
-'model': state, 'optimizer_history', 'extra_state'}`` with fairseq's weight names (the inverse
-of :data:`superb.upstream.wav2vec2.import_fairseq.FAIRSEQ_KEY_MAP`), the pretraining-only
-``mask_emb`` and ``final_proj.*``, and ``_ema`` (the teacher's weights, named relative to the
-encoder as fairseq's ``EMAModule`` of ``self.encoder`` stores them). ``superb run --upstream
+Export: a fairseq data2vec audio pretraining checkpoint (``_name`` ``data2vec_audio``, task
+``audio_pretraining``; names, fields and layout: :mod:`superb.upstream.pretrain.fairseq_export`)
+with the pretraining-only ``mask_emb`` and ``final_proj.*``, the objective's fields (``mask_*``,
+``average_top_k_layers``, ``ema_*``, ...), and ``_ema`` (the teacher's weights, named relative to
+the encoder as fairseq's ``EMAModule`` of ``self.encoder`` stores them). ``superb run --upstream
 data2vec --upstream-ckpt FILE`` reads the student (as fairseq's released files are read), and so
 do s3prl's fairseq-equivalent ``Data2VecAudioModel`` (``_ema`` aside).
 """
@@ -74,15 +73,12 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import nn
 
-from ..wav2vec2.import_fairseq import FAIRSEQ_KEY_MAP, rename_keys
-from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model, normalize_waveforms
+from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model
 from ..wav2vec2.model import PRESETS as W2V2_PRESETS
-from ..base import valid_mask
+from .fairseq_export import (audio_pretraining_task, fairseq_checkpoint, fairseq_conv_pos, fairseq_model_cfg,
+                             fairseq_state, fairseq_weights, module_state, prepare_waveforms)
 from .loop import LoopConfig, Objective
-from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
-
-#: fairseq ``model._name`` of each family
-FAIRSEQ_NAMES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "data2vec": "data2vec_audio"}
+from .masked import HOP, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
 
 
 def _tiny_model() -> Wav2Vec2Config:
@@ -176,114 +172,6 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return err.mean() / math.sqrt(pred.shape[-1])
 
 
-# -- fairseq export (shared with the other wav2vec 2.0-family objectives of this package) -----------------
-
-
-def fairseq_conv_pos(config: Wav2Vec2Config, where: str = "model") -> int:
-    """fairseq's ``conv_pos`` for ``config``: the kernel itself for one positional convolution; for
-    a stack of ``depth`` a value with ``max(3, conv_pos // depth) == kernel`` (``kernel * depth``)."""
-    if config.pos_conv_depth == 1:
-        return int(config.pos_conv_kernel)
-    if config.pos_conv_kernel < 3:
-        raise ValueError(f"{where}: pos_conv_kernel={config.pos_conv_kernel} with pos_conv_depth="
-                         f"{config.pos_conv_depth} cannot be written as fairseq's conv_pos (kernels are >= 3)")
-    return int(config.pos_conv_kernel) * int(config.pos_conv_depth)
-
-
-def fairseq_model_cfg(config: Wav2Vec2Config, **extra) -> Dict[str, Any]:
-    """fairseq's model configuration (field names of fairseq's ``Wav2Vec2Config`` and its
-    subclasses) of ``config``, dropouts 0, plus ``extra`` (objective fields)."""
-    cfg = {
-        "_name": FAIRSEQ_NAMES[config.family],
-        "extractor_mode": "default" if config.extractor_mode == "group_norm" else "layer_norm",
-        "conv_feature_layers": repr([tuple(layer) for layer in config.conv_layers]),
-        "conv_bias": bool(config.conv_bias),
-        "encoder_layers": int(config.num_layers),
-        "encoder_embed_dim": int(config.hidden_size),
-        "encoder_ffn_embed_dim": int(config.ffn_dim),
-        "encoder_attention_heads": int(config.num_heads),
-        "activation_fn": "gelu",
-        "layer_norm_first": bool(config.layer_norm_first),
-        "conv_pos": fairseq_conv_pos(config),
-        "conv_pos_groups": int(config.pos_conv_groups),
-        "pos_conv_depth": int(config.pos_conv_depth),
-        "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "dropout_input": 0.0,
-        "dropout_features": 0.0, "encoder_layerdrop": 0.0, "feature_grad_mult": 1.0,
-    }
-    cfg.update(extra)
-    return cfg
-
-
-def _fairseq_name(key: str, config: Wav2Vec2Config) -> str:
-    """Our weight name -> fairseq's (inverse of FAIRSEQ_KEY_MAP, checked by the round trip)."""
-    import re
-
-    m = re.fullmatch(r"feature_extractor\.conv_layers\.(\d+)\.(conv|norm)\.(weight|bias)", key)
-    if m:
-        i, part, what = m.groups()
-        if part == "conv":
-            return f"feature_extractor.conv_layers.{i}.0.{what}"
-        if config.extractor_mode == "group_norm":  # GroupNorm: the first layer only, at index 2
-            return f"feature_extractor.conv_layers.{i}.2.{what}"
-        return f"feature_extractor.conv_layers.{i}.2.1.{what}"  # (TransposeLast, LayerNorm, TransposeLast)
-    table = (
-        (r"feature_projection\.layer_norm\.(.+)", r"layer_norm.\1"),
-        (r"feature_projection\.projection\.(.+)", r"post_extract_proj.\1"),
-        (r"encoder\.pos_conv\.(weight_g|weight_v|bias)", r"encoder.pos_conv.0.\1"),
-        (r"encoder\.pos_conv\.layers\.(\d+)\.conv\.(.+)", r"encoder.pos_conv.\1.0.\2"),
-        (r"encoder\.layers\.(\d+)\.attention\.(q_proj|k_proj|v_proj|out_proj)\.(.+)",
-         r"encoder.layers.\1.self_attn.\2.\3"),
-        (r"encoder\.layers\.(\d+)\.attention_layer_norm\.(.+)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
-        (r"encoder\.layers\.(\d+)\.feed_forward\.(fc[12])\.(.+)", r"encoder.layers.\1.\2.\3"),
-        (r"encoder\.layers\.(\d+)\.final_layer_norm\.(.+)", r"encoder.layers.\1.final_layer_norm.\2"),
-        (r"encoder\.layer_norm\.(.+)", r"encoder.layer_norm.\1"),
-    )
-    for pattern, repl in table:
-        if re.fullmatch(pattern, key):
-            return re.sub(pattern, repl, key)
-    raise ValueError(f"fairseq export: no fairseq name for weight {key!r}")
-
-
-def fairseq_state(model: Wav2Vec2Model) -> Dict[str, torch.Tensor]:
-    """``model``'s weights under fairseq's names (detached CPU copies); checked to map back to
-    exactly our names through the loader's :data:`FAIRSEQ_KEY_MAP`."""
-    ours = model.state_dict()
-    out = {_fairseq_name(k, model.config): v.detach().cpu().clone() for k, v in ours.items()}
-    back, _ = rename_keys(out, FAIRSEQ_KEY_MAP)
-    if set(back) != set(ours):
-        raise AssertionError(f"fairseq export: names do not round-trip: {sorted(set(back) ^ set(ours))[:6]}")
-    return out
-
-
-def fairseq_checkpoint(model_cfg: Dict[str, Any], config: Wav2Vec2Config, state: Dict[str, Any], step: int,
-                       loop: LoopConfig) -> Dict[str, Any]:
-    """A fairseq pretraining checkpoint dict (the layout fairseq's ``save_checkpoint`` writes)."""
-    task = {"_name": "audio_pretraining", "normalize": bool(config.normalize), "sample_rate": 16000,
-            "max_sample_size": int(loop.max_frames) * HOP}
-    return {
-        "cfg": {"_name": None, "common": {"seed": 1}, "model": model_cfg, "task": task,
-                "optimization": {"max_update": int(loop.max_steps), "lr": [float(loop.lr)],
-                                 "clip_norm": float(loop.grad_clip)}},
-        "args": None,
-        "model": state,
-        "optimizer_history": [{"criterion_name": "ModelCriterion", "optimizer_name": "Adam",
-                               "num_updates": int(step)}],
-        "extra_state": {"superb": "superb pretrain"},
-        "last_optimizer_state": None,
-    }
-
-
-def prepare_waveforms(config: Wav2Vec2Config, feats: torch.Tensor, lengths: torch.Tensor
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The loop's rows -> the waveform batch as the upstream feeds it to the model (normalised
-    per utterance when ``config.normalize``; padding zero) and its lengths in samples."""
-    wavs, wav_lens = frames_to_waveform(feats, lengths)
-    wavs = wavs.float()
-    if config.normalize:
-        return normalize_waveforms(wavs, wav_lens, eps=config.normalize_eps), wav_lens
-    return wavs * valid_mask(wav_lens, wavs.shape[1]).to(wavs.dtype), wav_lens
-
-
 # -- the objective -------------------------------------------------------------------------------------
 
 
@@ -364,18 +252,17 @@ class Data2VecObjective(Objective):
         c, m = self.cfg, self.cfg.model
         state: Dict[str, Any] = fairseq_state(self.model)
         state["mask_emb"] = self.mask_emb.detach().cpu().clone()
-        state["final_proj.weight"] = self.final_proj.weight.detach().cpu().clone()
-        state["final_proj.bias"] = self.final_proj.bias.detach().cpu().clone()
-        teacher = {_fairseq_name(f"encoder.{k}", m)[len("encoder."):]: v.detach().cpu().clone()
-                   for k, v in self.teacher.state_dict().items()}
-        state["_ema"] = teacher
+        state.update(module_state([("final_proj.", self.final_proj)]))
+        # the teacher named relative to the encoder, as fairseq's EMAModule of self.encoder stores it
+        state["_ema"] = fairseq_weights(self.teacher.state_dict(), m.extractor_mode, prefix="encoder.")
         model_cfg = fairseq_model_cfg(
             m, mask_prob=float(c.mask_prob), mask_length=int(c.mask_length), mask_selection="static",
             loss_beta=0.0, loss_scale=None, average_top_k_layers=int(c.average_top_k_layers),
             instance_norm_target_layer=True, ema_decay=float(c.ema_decay), ema_end_decay=float(c.ema_end_decay),
             ema_anneal_end_step=int(c.ema_anneal_end_step), ema_transformer_only=True,
             ema_layers_only=bool(c.ema_layers_only), max_update=int(loop.max_steps))
-        return fairseq_checkpoint(model_cfg, m, state, step, loop)
+        return fairseq_checkpoint(model_cfg, audio_pretraining_task(m, loop), state, step, loop,
+                                  sections={"common": {"seed": 1}})
 
 
 def preset(name: str, preset_name: str):

@@ -68,12 +68,11 @@ step), crops of 250k samples (781 frames of 320 samples), gradient clipping 10 (
 learnt less in our runs), 300 steps of 16 s batches cropped to 5 s: about 6 minutes on one CPU
 thread on the default mini corpus, k-means included (masked-prediction accuracy 5 % -> 13 %).
 
-Export (:meth:`HuBERTObjective.export`): a fairseq HuBERT pretraining checkpoint ``{'cfg':
-{'model': {'_name': 'hubert', 'conv_feature_layers': '[(...)] + ...', 'extractor_mode',
-'encoder_*', 'final_dim', 'label_rate', 'logit_temp', 'mask_*', ...}, 'task': {'_name':
-'hubert_pretraining', 'labels': ['km'], 'label_rate', 'normalize', ...}}, 'model': state_dict,
-'args': None, ...}`` with fairseq's weight names (the inverse of
-:data:`superb.upstream.wav2vec2.import_fairseq.FAIRSEQ_KEY_MAP`) plus ``mask_emb``,
+Export (:meth:`HuBERTObjective.export`): a fairseq HuBERT pretraining checkpoint (weight names,
+common fields and layout: :mod:`superb.upstream.pretrain.fairseq_export`; ``conv_feature_layers``
+in runs, ``'[(...)] + ...'``, and no ``pos_conv_depth``, as fairseq's ``HubertConfig``) with the
+model fields ``final_dim``, ``label_rate``, ``logit_temp``, ``mask_*``, ..., the task
+``{'_name': 'hubert_pretraining', 'labels': ['km'], 'label_rate', 'normalize', ...}``, plus ``mask_emb``,
 ``final_proj.*`` and ``label_embs_concat`` -- ``K + 4`` rows, the order of fairseq's label
 dictionary (``<s>``, ``<pad>``, ``</s>``, ``<unk>``, then clusters ``0 .. K-1`` as the recipe's
 ``dict.km.txt`` lists them; the 4 special rows are zeros). ``build_upstream("hubert", ckpt=FILE)``
@@ -87,6 +86,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -95,35 +95,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..state_dict import map_keys
 from ..wav2vec2.model import PRESETS as W2V2_PRESETS
-from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model, normalize_waveforms
+from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model
+from .fairseq_export import (SAMPLE_RATE, audio_pretraining_task, check_post_extract_proj, conv_feature_layers,
+                             fairseq_checkpoint, fairseq_model_cfg, fairseq_state, model_inputs, module_state,
+                             receptive_field, register_grad_multiply)
 from .loop import LoopConfig, Objective
 from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
 
-SAMPLE_RATE = 16000
 #: MFCC targets: 100 frames per second (10 ms shift)
 MFCC_RATE = 100.0
 #: special symbols ahead of the clusters in fairseq's label dictionary (label_embs_concat rows)
 FAIRSEQ_SPECIAL_SYMBOLS = ("<s>", "<pad>", "</s>", "<unk>")
 
-#: our weight names -> fairseq's (the inverse of superb.upstream.wav2vec2.import_fairseq.FAIRSEQ_KEY_MAP)
-TO_FAIRSEQ_KEY_MAP = (
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.conv_layers.\1.0.\2"),
-    (r"feature_projection\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
-    (r"feature_projection\.projection\.(weight|bias)", r"post_extract_proj.\1"),
-    (r"encoder\.pos_conv\.(weight_g|weight_v|bias)", r"encoder.pos_conv.0.\1"),
-    (r"encoder\.layers\.(\d+)\.attention\.(q_proj|k_proj|v_proj|out_proj)\.(weight|bias)",
-     r"encoder.layers.\1.self_attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.attention_layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.fc([12])\.(weight|bias)", r"encoder.layers.\1.fc\2.\3"),
-)
-#: CNN norms: group-norm mode has one GroupNorm after conv 0 (fairseq ``conv_layers.0.2``),
-#: layer-norm mode a LayerNorm after every conv (fairseq ``conv_layers.N.2.1``)
-_GROUP_NORM_KEYS = ((r"feature_extractor\.conv_layers\.0\.norm\.(weight|bias)",
-                     r"feature_extractor.conv_layers.0.2.\1"),)
-_LAYER_NORM_KEYS = ((r"feature_extractor\.conv_layers\.(\d+)\.norm\.(weight|bias)",
-                     r"feature_extractor.conv_layers.\1.2.1.\2"),)
+#: fairseq's conv_feature_layers as HuBERT's published configs write it (runs of equal layers)
+_conv_spec = functools.partial(conv_feature_layers, runs=True)
 
 
 def _tiny_model() -> Wav2Vec2Config:
@@ -194,11 +180,7 @@ class HuBERTPretrainConfig:
             raise ValueError(f"{where}: model.pos_conv_depth must be 1 (fairseq HuBERT), got {m.pos_conv_depth}")
         if not m.feature_layer_norm:
             raise ValueError(f"{where}: model.feature_layer_norm must be true (fairseq HuBERT's layer_norm)")
-        widths_differ = m.conv_layers[-1][0] != m.hidden_size
-        if m.post_extract_proj != widths_differ:
-            raise ValueError(f"{where}: model.post_extract_proj must be {widths_differ} (fairseq builds the projection "
-                             f"only when the CNN width {m.conv_layers[-1][0]} differs from hidden_size "
-                             f"{m.hidden_size}), got {m.post_extract_proj}")
+        check_post_extract_proj(m, where)
         if m.padding_mask != "conv" or m.padding != "exact":
             raise ValueError(f"{where}: pretraining uses the batch-invariant model (model.padding='exact', "
                              f"model.padding_mask='conv'); got padding={m.padding!r}, padding_mask={m.padding_mask!r}")
@@ -303,40 +285,6 @@ def masked_prediction_loss(proj: torch.Tensor, label_embs: torch.Tensor, targets
     return total / count, stats
 
 
-class _GradMultiply(torch.autograd.Function):
-    """Identity forward, gradient times ``scale`` backward (fairseq's ``GradMultiply``)."""
-
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
-def _receptive_field(conv_layers) -> int:
-    n = 1
-    for _, kernel, stride in reversed(conv_layers):
-        n = (n - 1) * stride + kernel
-    return n
-
-
-def _conv_spec(conv_layers) -> str:
-    """fairseq's ``conv_feature_layers`` string, runs of equal layers as ``[(c, k, s)] * n``."""
-    parts: List[str] = []
-    i = 0
-    while i < len(conv_layers):
-        j = i
-        while j + 1 < len(conv_layers) and conv_layers[j + 1] == conv_layers[i]:
-            j += 1
-        c, k, s = conv_layers[i]
-        parts.append(f"[({c}, {k}, {s})]" + (f" * {j - i + 1}" if j > i else ""))
-        i = j + 1
-    return " + ".join(parts)
-
-
 class HuBERTObjective(Objective):
     name = "hubert"
     upstream_name = "hubert"
@@ -355,7 +303,7 @@ class HuBERTObjective(Objective):
         self.final_proj = nn.Linear(m.hidden_size, cfg.final_dim)
         self.label_embs = nn.Parameter(torch.empty(cfg.num_clusters, cfg.final_dim).uniform_())
         # the shortest file: a whole row count covering the CNN's receptive field and 2 MFCC frames
-        need = max(_receptive_field(m.conv_layers), 400 + 160)
+        need = max(receptive_field(m.conv_layers), 400 + 160)
         self.min_samples = int(math.ceil(need / HOP) * HOP)
         self._teacher = None  # not a submodule: its weights come from targets_ckpt, not last.pt
         if cfg.targets_ckpt is None:
@@ -456,11 +404,6 @@ class HuBERTObjective(Objective):
     def features(self, wavs, wav_lens):
         return waveform_frames(wavs, wav_lens)
 
-    def _inputs(self, wavs, wav_lens):
-        if self.cfg.model.normalize:
-            return normalize_waveforms(wavs, wav_lens, eps=self.cfg.model.normalize_eps)
-        return wavs * valid_frames(wav_lens, wavs.shape[1]).to(wavs.dtype)
-
     def loss(self, feats, lengths, generator):
         wavs, wav_lens = frames_to_waveform(feats, lengths)
         targets = self.labels(wavs, wav_lens)
@@ -468,11 +411,10 @@ class HuBERTObjective(Objective):
         mask = span_mask(num_frames.cpu(), targets.shape[1], self.cfg.mask_prob, self.cfg.mask_length, generator)
         handle = None
         if self.cfg.feature_grad_mult != 1.0:
-            scale = float(self.cfg.feature_grad_mult)
-            handle = self.model.feature_extractor.register_forward_hook(
-                lambda module, inputs, out: _GradMultiply.apply(out, scale))
+            handle = register_grad_multiply(self.model.feature_extractor, float(self.cfg.feature_grad_mult))
         try:
-            out = masked_forward(self.model, self._inputs(wavs, wav_lens), wav_lens, mask, self.mask_emb)
+            out = masked_forward(self.model, model_inputs(self.cfg.model, wavs, wav_lens), wav_lens, mask,
+                                 self.mask_emb)
         finally:
             if handle is not None:
                 handle.remove()
@@ -490,55 +432,34 @@ class HuBERTObjective(Objective):
 
     def export(self, step: int, loop: LoopConfig) -> Dict[str, Any]:
         cfg, m = self.cfg, self.cfg.model
-        norm_keys = _GROUP_NORM_KEYS if m.extractor_mode == "group_norm" else _LAYER_NORM_KEYS
-        state = map_keys(self.model.state_dict(), norm_keys + TO_FAIRSEQ_KEY_MAP)
-        state = {k: v.detach().cpu().clone() for k, v in state.items()}
+        state = fairseq_state(self.model)
         state["mask_emb"] = self.mask_emb.detach().cpu().clone()
-        state["final_proj.weight"] = self.final_proj.weight.detach().cpu().clone()
-        state["final_proj.bias"] = self.final_proj.bias.detach().cpu().clone()
+        state.update(module_state([("final_proj.", self.final_proj)]))
         specials = torch.zeros(len(FAIRSEQ_SPECIAL_SYMBOLS), cfg.final_dim)
         state["label_embs_concat"] = torch.cat([specials, self.label_embs.detach().cpu()])
-        model_cfg = {
-            "_name": "hubert", "label_rate": float(self.label_rate),
-            "extractor_mode": "default" if m.extractor_mode == "group_norm" else "layer_norm",
-            "encoder_layers": m.num_layers, "encoder_embed_dim": m.hidden_size,
-            "encoder_ffn_embed_dim": m.ffn_dim, "encoder_attention_heads": m.num_heads,
-            "activation_fn": "gelu", "layer_type": "transformer",
-            "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "encoder_layerdrop": 0.0,
-            "dropout_input": 0.0, "dropout_features": 0.0,
-            "final_dim": cfg.final_dim, "untie_final_proj": False, "layer_norm_first": m.layer_norm_first,
-            "conv_feature_layers": _conv_spec(m.conv_layers), "conv_bias": m.conv_bias,
-            "logit_temp": float(cfg.logit_temp), "target_glu": False,
-            "feature_grad_mult": float(cfg.feature_grad_mult),
-            "mask_length": cfg.mask_length, "mask_prob": float(cfg.mask_prob), "mask_selection": "static",
-            "mask_other": 0.0, "no_mask_overlap": False, "mask_min_space": 1,
-            "mask_channel_length": 10, "mask_channel_prob": 0.0, "mask_channel_selection": "static",
-            "mask_channel_other": 0.0, "no_mask_channel_overlap": False, "mask_channel_min_space": 1,
-            "conv_pos": m.pos_conv_kernel, "conv_pos_groups": m.pos_conv_groups,
-            "skip_masked": cfg.pred_masked_weight == 0, "skip_nomask": cfg.pred_nomask_weight == 0,
-        }
-        task_cfg = {
-            "_name": "hubert_pretraining", "data": "", "labels": ["km"], "label_dir": None,
-            "label_rate": float(self.label_rate), "sample_rate": SAMPLE_RATE, "normalize": m.normalize,
-            "enable_padding": False, "max_keep_size": None, "max_sample_size": int(loop.max_frames) * HOP,
-            "min_sample_size": self.min_samples, "random_crop": True, "pad_audio": False,
-        }
+        model_cfg = fairseq_model_cfg(
+            m, conv_runs=True, pos_conv_depth=False,  # fairseq's HubertConfig has no pos_conv_depth
+            label_rate=float(self.label_rate), layer_type="transformer",
+            final_dim=cfg.final_dim, untie_final_proj=False,
+            logit_temp=float(cfg.logit_temp), target_glu=False,
+            feature_grad_mult=float(cfg.feature_grad_mult),
+            mask_length=cfg.mask_length, mask_prob=float(cfg.mask_prob), mask_selection="static",
+            mask_other=0.0, no_mask_overlap=False, mask_min_space=1,
+            mask_channel_length=10, mask_channel_prob=0.0, mask_channel_selection="static",
+            mask_channel_other=0.0, no_mask_channel_overlap=False, mask_channel_min_space=1,
+            skip_masked=cfg.pred_masked_weight == 0, skip_nomask=cfg.pred_nomask_weight == 0)
+        task_cfg = audio_pretraining_task(
+            m, loop, name="hubert_pretraining", data="", labels=["km"], label_dir=None,
+            label_rate=float(self.label_rate), enable_padding=False, max_keep_size=None,
+            min_sample_size=self.min_samples, random_crop=True, pad_audio=False)
         criterion = {"_name": "hubert", "pred_masked_weight": float(cfg.pred_masked_weight),
                      "pred_nomask_weight": float(cfg.pred_nomask_weight),
                      "loss_weights": [float(cfg.feature_pen_weight)]}
-        optimization = {"max_update": int(loop.max_steps), "lr": [float(loop.lr)], "clip_norm": float(loop.grad_clip)}
-        return {
-            "cfg": {"_name": None, "model": model_cfg, "task": task_cfg,
-                    "criterion": criterion, "optimization": optimization},
-            "args": None,
-            "model": state,
-            "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "Adam",
-                                   "num_updates": int(step)}],
-            "extra_state": {"num_updates": int(step)},
-            "last_optimizer_state": None,
-            "superb_kmeans": {"centroids": self.centroids.detach().cpu().clone(), "features": self.target_source,
-                              "label_rate": float(self.label_rate), "num_clusters": int(cfg.num_clusters)},
-        }
+        kmeans = {"centroids": self.centroids.detach().cpu().clone(), "features": self.target_source,
+                  "label_rate": float(self.label_rate), "num_clusters": int(cfg.num_clusters)}
+        return fairseq_checkpoint(model_cfg, task_cfg, state, step, loop, sections={"criterion": criterion},
+                                  criterion_name="HubertCriterion", extra_state={"num_updates": int(step)},
+                                  extra={"superb_kmeans": kmeans})
 
 
 def preset(name: str, preset_name: str):

@@ -57,9 +57,8 @@ projection, as fairseq builds none when the CNN and encoder widths are equal, 12
 batches cropped to 3 s (about 5 min on one CPU thread).
 
 Export: a fairseq wav2vec 2.0 pretraining checkpoint holding the encoder only (no quantizer,
-``project_q`` or ``final_proj``; the expander is not exported): ``{'cfg': {'model': {'_name':
-'wav2vec2', ...}, 'task': {'_name': 'audio_pretraining', 'normalize': false, ...}}, 'model':
-state}`` with fairseq's weight names (and ``mask_emb``), what ``superb run --upstream wav2vec2
+``project_q`` or ``final_proj``; the expander is not exported), in the format of
+:mod:`superb.upstream.pretrain.fairseq_export` (and ``mask_emb``), what ``superb run --upstream wav2vec2
 --upstream-ckpt FILE`` reads (:attr:`VICRegObjective.upstream_name` is ``wav2vec2``), as does
 s3prl's fairseq-equivalent ``Wav2Vec2Model`` (its quantizer left at initialisation).
 """
@@ -75,7 +74,8 @@ from torch import nn
 
 from ..wav2vec2.model import PRESETS as W2V2_PRESETS
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model
-from .data2vec import fairseq_checkpoint, fairseq_model_cfg, fairseq_state, prepare_waveforms
+from .fairseq_export import (audio_pretraining_task, check_post_extract_proj, fairseq_checkpoint, fairseq_model_cfg,
+                             fairseq_state, prepare_waveforms)
 from .loop import LoopConfig, Objective
 from .masked import HOP, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
 
@@ -111,11 +111,7 @@ class VICRegPretrainConfig:
         if m.padding != "exact" or m.padding_mask != "conv":
             raise ValueError(f"{where}: model.padding must be 'exact' and model.padding_mask 'conv' for "
                              f"training, got {m.padding!r} / {m.padding_mask!r}")
-        widths_differ = m.conv_layers[-1][0] != m.hidden_size
-        if m.post_extract_proj != widths_differ:
-            raise ValueError(f"{where}: model.post_extract_proj must be {widths_differ}: fairseq's wav2vec 2.0 builds "
-                             f"the projection exactly when the CNN width ({m.conv_layers[-1][0]}) differs from "
-                             f"hidden_size ({m.hidden_size}); got {m.post_extract_proj}")
+        check_post_extract_proj(m, where)
         if len(self.expander) < 1 or any(int(w) < 1 for w in self.expander):
             raise ValueError(f"{where}: expander must be one or more positive widths, got {self.expander!r}")
         for key in ("sim_coeff", "std_coeff", "cov_coeff"):
@@ -265,7 +261,8 @@ class VICRegObjective(Objective):
         state: Dict[str, Any] = fairseq_state(self.model)
         state["mask_emb"] = self.mask_emb.detach().cpu().clone()
         model_cfg = fairseq_model_cfg(m, mask_prob=float(c.mask_prob), mask_length=int(c.mask_length))
-        return fairseq_checkpoint(model_cfg, m, state, step, loop)
+        return fairseq_checkpoint(model_cfg, audio_pretraining_task(m, loop), state, step, loop,
+                                  sections={"common": {"seed": 1}})
 
 
 def preset(name: str, preset_name: str):

@@ -73,14 +73,11 @@ Base), Adam 1e-3 with 40 warm-up steps, 16 s of audio per batch, crops of 250 fr
 on the default mini corpus (1000 files, 43 min) on one CPU thread it takes about 5 minutes
 (measured 4 min 47 s, 400 steps; the loss of steps 51-100 3.08 -> 2.85 over 351-400).
 
-Export: a fairseq wav2vec 2.0 checkpoint ``{"cfg": {"model": {"_name": "wav2vec2", ...},
-"task": {"_name": "audio_pretraining", "normalize": ...}}, "model": state_dict, "args": None,
-...}``: fairseq's weight names (the inverse of
-:data:`superb.upstream.wav2vec2.import_fairseq.FAIRSEQ_KEY_MAP`) plus the pretraining weights
-``quantizer.vars``, ``quantizer.weight_proj.*``, ``project_q.*``, ``final_proj.*`` and
-``mask_emb``, and the model fields fairseq's ``Wav2Vec2Config`` names (``conv_feature_layers`` as
-a list string, ``extractor_mode``, ``encoder_*``, ``conv_pos``, ``quantize_targets``,
-``latent_vars``, ``latent_groups``, ``final_dim``, ...). ``superb run --upstream wav2vec2
+Export: a fairseq wav2vec 2.0 checkpoint (weight names, common model fields and layout:
+:mod:`superb.upstream.pretrain.fairseq_export`) plus the pretraining weights ``quantizer.vars``,
+``quantizer.weight_proj.*``, ``project_q.*``, ``final_proj.*`` and ``mask_emb``, and the
+objective's model fields (``quantize_targets``, ``latent_vars``, ``latent_groups``,
+``final_dim``, ...). ``superb run --upstream wav2vec2
 --upstream-ckpt FILE`` and fairseq's (s3prl's) ``Wav2Vec2Model`` read it unchanged (tested).
 """
 from __future__ import annotations
@@ -94,10 +91,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..wav2vec2.import_fairseq import FAIRSEQ_KEY_MAP
-from ..wav2vec2.loading import source_name
 from ..wav2vec2.model import PRESETS as MODEL_PRESETS
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model, normalize_waveforms
+from .fairseq_export import (audio_pretraining_task, check_post_extract_proj, fairseq_checkpoint, fairseq_model_cfg,
+                             fairseq_state, module_state, receptive_field, register_grad_multiply)
 from .loop import LoopConfig, Objective
 from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
 
@@ -172,10 +169,7 @@ class Wav2Vec2PretrainConfig:
         if m.downsample_rate != HOP:
             raise ValueError(f"{where}: the CNN's total stride must be {HOP} samples (the loop's rows), got "
                              f"{m.downsample_rate} for model.conv_layers={m.conv_layers}")
-        if m.post_extract_proj != (m.conv_layers[-1][0] != m.hidden_size):
-            raise ValueError(f"{where}: model.post_extract_proj must be {m.conv_layers[-1][0] != m.hidden_size} "
-                             f"(fairseq has the projection exactly when the CNN width {m.conv_layers[-1][0]} differs "
-                             f"from model.hidden_size {m.hidden_size}), got {m.post_extract_proj}")
+        check_post_extract_proj(m, where)
 
 
 _TINY = Wav2Vec2PretrainConfig(model=tiny_config("wav2vec2", post_extract_proj=False), latent_groups=2, latent_vars=32, final_dim=64,
@@ -307,17 +301,6 @@ def code_perplexity(onehot: torch.Tensor) -> float:
     return float(torch.exp(-(freq * torch.log(freq + 1e-7)).sum(-1)).sum())
 
 
-class _GradMultiply(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
 # -- the objective --------------------------------------------------------------------------------
 
 
@@ -338,13 +321,9 @@ class Wav2Vec2Objective(Objective):
         self.mask_emb = nn.Parameter(torch.empty(m.hidden_size).uniform_())
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.hop = HOP
-        rf = 1
-        for _, kernel, stride in reversed(m.conv_layers):
-            rf = (rf - 1) * stride + kernel
-        self.min_samples = max(400, rf)
+        self.min_samples = max(400, receptive_field(m.conv_layers))
         if float(cfg.feature_grad_mult) != 1.0:
-            scale = float(cfg.feature_grad_mult)
-            self.model.feature_extractor.register_forward_hook(lambda mod, inp, out: _GradMultiply.apply(out, scale))
+            register_grad_multiply(self.model.feature_extractor, float(cfg.feature_grad_mult))
         #: statistics of the last :meth:`loss` call (floats): the terms, temperature, perplexities
         self.last_stats: Dict[str, float] = {}
 
@@ -408,57 +387,27 @@ class Wav2Vec2Objective(Objective):
                            "masked_frames": float(len(pred))}
         return terms
 
-    def fairseq_state(self) -> Dict[str, torch.Tensor]:
-        """Every weight under fairseq's ``Wav2Vec2Model`` name."""
-        key_map = list(FAIRSEQ_KEY_MAP)
-        if self.cfg.model.extractor_mode == "group_norm":  # fairseq's group norm is conv_layers.0.2
-            key_map.sort(key=lambda rule: "conv_layers\\.0\\.2\\." not in rule[0])
-        state = {source_name(k, key_map): v for k, v in self.model.state_dict().items()}
-        for prefix, module in (("quantizer.", self.quantizer), ("project_q.", self.project_q),
-                               ("final_proj.", self.final_proj)):
-            for k, v in module.state_dict().items():
-                state[prefix + k] = v
-        state["mask_emb"] = self.mask_emb
-        return {k: v.detach().cpu().clone() for k, v in state.items()}
-
-    def fairseq_model_cfg(self) -> Dict[str, Any]:
-        cfg, m = self.cfg, self.cfg.model
-        return {
-            "_name": "wav2vec2",
-            "extractor_mode": "default" if m.extractor_mode == "group_norm" else "layer_norm",
-            "conv_feature_layers": "[" + ", ".join(f"({c}, {k}, {s})" for c, k, s in m.conv_layers) + "]",
-            "conv_bias": bool(m.conv_bias),
-            "encoder_layers": m.num_layers, "encoder_embed_dim": m.hidden_size,
-            "encoder_ffn_embed_dim": m.ffn_dim, "encoder_attention_heads": m.num_heads,
-            "activation_fn": "gelu", "layer_type": "transformer", "layer_norm_first": bool(m.layer_norm_first),
-            "conv_pos": m.pos_conv_kernel, "conv_pos_groups": m.pos_conv_groups, "pos_conv_depth": 1,
-            "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "encoder_layerdrop": 0.0,
-            "dropout_input": 0.0, "dropout_features": 0.0,
-            "final_dim": cfg.final_dim, "quantize_targets": True, "quantize_input": False,
-            "latent_vars": cfg.latent_vars, "latent_groups": cfg.latent_groups, "latent_dim": 0,
-            "latent_temp": [float(t) for t in cfg.latent_temp],
-            "mask_prob": float(cfg.mask_prob), "mask_length": cfg.mask_length,
-            "num_negatives": cfg.num_negatives, "cross_sample_negatives": 0, "codebook_negatives": 0,
-            "logit_temp": float(cfg.logit_temp), "feature_grad_mult": float(cfg.feature_grad_mult),
-        }
-
     def export(self, step: int, loop: LoopConfig) -> Dict[str, Any]:
         cfg, m = self.cfg, self.cfg.model
-        task = {"_name": "audio_pretraining", "normalize": bool(m.normalize), "sample_rate": 16000,
-                "max_sample_size": int(loop.max_frames) * HOP}
-        return {
-            "cfg": {"_name": None, "model": self.fairseq_model_cfg(), "task": task,
-                    "criterion": {"_name": "wav2vec", "infonce": True,
+        state = fairseq_state(self.model)
+        state.update(module_state([("quantizer.", self.quantizer), ("project_q.", self.project_q),
+                                   ("final_proj.", self.final_proj)]))
+        state["mask_emb"] = self.mask_emb.detach().cpu().clone()
+        model_cfg = fairseq_model_cfg(
+            m, layer_type="transformer",
+            final_dim=cfg.final_dim, quantize_targets=True, quantize_input=False,
+            latent_vars=cfg.latent_vars, latent_groups=cfg.latent_groups, latent_dim=0,
+            latent_temp=[float(t) for t in cfg.latent_temp],
+            mask_prob=float(cfg.mask_prob), mask_length=cfg.mask_length,
+            num_negatives=cfg.num_negatives, cross_sample_negatives=0, codebook_negatives=0,
+            logit_temp=float(cfg.logit_temp), feature_grad_mult=float(cfg.feature_grad_mult))
+        sections = {"criterion": {"_name": "wav2vec", "infonce": True,
                                   "loss_weights": [float(cfg.diversity_weight), float(cfg.feature_penalty_weight)]},
-                    "optimization": {"max_update": int(loop.max_steps), "lr": [float(loop.lr)],
-                                     "clip_norm": float(loop.grad_clip)},
-                    "lr_scheduler": {"_name": "superb_linear_warmup_constant", "warmup_updates": int(loop.warmup_steps)}},
-            "model": self.fairseq_state(),
-            "args": None,
-            "optimizer_history": [{"criterion_name": "Wav2vecCriterion", "num_updates": int(step)}],
-            "extra_state": {"superb_pretrain": {"objective": "wav2vec2", "step": int(step)}},
-            "last_optimizer_state": None,
-        }
+                    "lr_scheduler": {"_name": "superb_linear_warmup_constant",
+                                     "warmup_updates": int(loop.warmup_steps)}}
+        return fairseq_checkpoint(model_cfg, audio_pretraining_task(m, loop), state, step, loop, sections=sections,
+                                  criterion_name="Wav2vecCriterion", optimizer_name=None,
+                                  extra_state={"superb_pretrain": {"objective": "wav2vec2", "step": int(step)}})
 
 
 def preset(name: str, preset_name: str):
