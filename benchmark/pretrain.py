@@ -1,8 +1,9 @@
-"""``superb pretrain``: pretrain an upstream from unlabelled audio (generative objectives).
+"""``superb pretrain``: pretrain an upstream from unlabelled audio (one objective per family).
 
-``superb pretrain --objective apc|tera|mockingjay [--data DIR] [--preset tiny|base] --output DIR
+``superb pretrain --objective NAME [--data DIR] [--preset tiny|base] [--set KEY=VALUE] --output DIR
 [--max-steps N] [--seed S] [--resume]`` runs :func:`superb.upstream.pretrain.loop.pretrain` and
-ends with ``<output>/<objective>.ckpt`` in the family's official (s3prl) format, which
+ends with ``<output>/<objective>.ckpt`` in the family's official format (s3prl, CPC_audio,
+fairseq, superb's BEST-RQ format; ``superb.upstream.pretrain.OBJECTIVES`` lists the names), which
 ``superb run --upstream <objective> --upstream-ckpt <output>/<objective>.ckpt`` loads. Without
 ``--data`` the mini corpus's LibriSpeech train subset is used (``--mini-profile``).
 See docs/pretraining.md.
@@ -34,8 +35,10 @@ def cmd_pretrain(args) -> int:
 
 def register(sub) -> None:
     """Add ``pretrain`` to the ``superb`` subcommand parser ``sub``."""
-    p = sub.add_parser("pretrain", help="pretrain an upstream from unlabelled audio (apc, tera, mockingjay)")
-    p.add_argument("--objective", required=True, help="apc, tera or mockingjay")
+    p = sub.add_parser("pretrain", help="pretrain an upstream from unlabelled audio (one objective per family)")
+    p.add_argument("--objective", required=True,
+                   help="apc, tera, mockingjay (generative); cpc, wav2vec2 (contrastive); hubert, best_rq "
+                        "(predictive); data2vec (bootstrapping); vicreg (regularisation)")
     p.add_argument("--data", help="folder of 16 kHz mono audio (every .wav/.flac/.ogg under it); default: the "
                                   "mini corpus's LibriSpeech train subset")
     p.add_argument("--preset", default="tiny", help="tiny (default; small sizes) or base (the published sizes)")

@@ -103,3 +103,50 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     if "SUPERB_TEST_CACHE" not in os.environ:
         os.environ["SUPERB_TEST_CACHE"] = str(tmp_path_factory.getbasetemp() / "superb-cache")
     monkeypatch.setenv("SUPERB_CACHE_DIR", os.environ["SUPERB_TEST_CACHE"])
+
+
+@pytest.fixture(scope="module")
+def mini_data(tmp_path_factory):
+    """The pretraining audio of the tests: the tiny mini corpus's LibriSpeech train subset (9 files,
+    20 s). Module scope runs before the per-test cache isolation above: the test cache is named."""
+    from superb.upstream.pretrain.loop import default_data
+
+    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
+    return default_data("tiny", cache_dir=cache)
+
+
+def pretrain_log(folder) -> list:
+    """The lines of a pretraining run's ``log.jsonl``."""
+    import json
+
+    return [json.loads(line) for line in (Path(folder) / "log.jsonl").read_text().splitlines()]
+
+
+def assert_resume_exact(name: str, data, tmp_path, steps: int, sets=(), seed: int = 3, after_first=None):
+    """Pretrain ``name`` for ``steps`` steps straight (saving at ``steps // 2``) and, in
+    ``tmp_path / "resumed"``, for ``steps // 2`` steps, then ``--resume`` to ``steps``
+    (``after_first(folder)`` runs in between, e.g. to leave a line a killed run logged past its
+    save). Asserts the same log lines (wall time aside) and bit-identical weights; returns both
+    ``checkpoints/last.pt`` dicts (straight, resumed)."""
+    from superb.upstream.pretrain.loop import pretrain
+
+    half = steps // 2
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    pretrain(name, straight, data=data, max_steps=steps, save_every=half, seed=seed, progress=False, sets=sets)
+    pretrain(name, resumed, data=data, max_steps=half, seed=seed, progress=False, sets=sets)
+    if after_first is not None:
+        after_first(resumed)
+    pretrain(name, resumed, data=data, max_steps=steps, seed=seed, resume=True, progress=False, sets=sets)
+
+    def lines(folder):
+        return [{k: v for k, v in line.items() if k != "wall_s"} for line in pretrain_log(folder)]
+
+    assert [line["step"] for line in lines(resumed)] == list(range(1, steps + 1))
+    assert lines(resumed) == lines(straight)
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == steps
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    return a, b

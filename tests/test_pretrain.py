@@ -3,19 +3,19 @@ exported checkpoints through our loaders and s3prl's experts, exact resume, bad 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 from golden_utils import assert_states_close, golden_batch, per_utterance
 from superb.benchmark.cli import main as cli_main
 from superb.upstream import build_upstream
 from superb.upstream.apc.model import APCConfig
 from superb.upstream.pretrain import apc as apc_obj
 from superb.upstream.pretrain import tera as tera_obj
-from superb.upstream.pretrain.loop import default_data, pretrain
+from superb.upstream.pretrain.loop import pretrain
 
 # -- losses by hand --------------------------------------------------------------------------------
 
@@ -147,13 +147,6 @@ def test_tera_objective_reconstructs_the_original():
 # -- training on the tiny mini corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    # module scope runs before conftest's per-test cache isolation: name the test cache explicitly
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
 #: the test sizes (the tiny presets are sized for minutes of training on the default mini corpus)
 _SMALL_TERA = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=64",
                "loop.lr=2e-3"]
@@ -171,16 +164,12 @@ def trained(mini_data, tmp_path_factory):
     return out
 
 
-def _losses(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.parametrize("name,steps,drop", [("apc", 40, 0.3), ("tera", 60, 0.15)])
 def test_loss_falls_on_mini_corpus(trained, name, steps, drop):
     # mean of the last 5 losses at least `drop` below the mean of the first 5 (measured, seed 0:
     # apc 0.78 -> 0.49 in 40 steps, tera 0.79 -> 0.55 in 60 steps; masks make tera's noisier)
     folder, summary = trained[name]
-    lines = _losses(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, steps + 1))
     assert all(set(l) == {"step", "loss", "lr", "grad_norm", "wall_s"} for l in lines)
     first = np.mean([l["loss"] for l in lines[:5]])
@@ -247,29 +236,19 @@ def test_resume_continues_exactly(mini_data, tmp_path, monkeypatch, name):
     if name == "apc":  # dropout on: torch's global RNG must be restored too
         cfg, loop = apc_obj.PRESETS["tiny"]
         monkeypatch.setitem(apc_obj.PRESETS, "tiny", (apc_obj.APCPretrainConfig(model=APCConfig(hidden_size=16), dropout=0.3), loop))
-    straight = tmp_path / "straight"
-    pretrain(name, straight, data=mini_data, max_steps=6, save_every=3, seed=3, progress=False)
+
+    def leave_a_line_past_the_save(folder):  # a killed run may have logged past its last save: dropped on resume
+        with open(folder / "log.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": 4, "loss": 123.0, "lr": 0.001, "grad_norm": 0.0, "wall_s": 0.0}) + "\n")
+
+    a, b = assert_resume_exact(name, mini_data, tmp_path, steps=6, sets=SMALL[name] if name == "tera" else (),
+                               after_first=leave_a_line_past_the_save)
     resumed = tmp_path / "resumed"
-    pretrain(name, resumed, data=mini_data, max_steps=3, seed=3, progress=False)
-    # a killed run may have logged past its last save: that line is dropped on resume
-    with open(resumed / "log.jsonl", "a") as fh:
-        fh.write(json.dumps({"step": 4, "loss": 123.0, "lr": 0.001, "grad_norm": 0.0, "wall_s": 0.0}) + "\n")
-    pretrain(name, resumed, data=mini_data, max_steps=6, seed=3, resume=True, progress=False)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _losses(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == list(range(1, 7))
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 6
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
     assert torch.equal(a["rng"]["loop"], b["rng"]["loop"])
     # resuming with another seed is refused, naming the key; a second fresh run into the folder too
     with pytest.raises(ValueError, match=r"seed = 3.*this run has 4"):
-        pretrain(name, resumed, data=mini_data, max_steps=8, seed=4, resume=True, progress=False)
+        pretrain(name, resumed, data=mini_data, max_steps=8, seed=4, resume=True, progress=False,
+                 sets=SMALL[name] if name == "tera" else ())
     with pytest.raises(ValueError, match="pass --resume"):
         pretrain(name, resumed, data=mini_data, max_steps=8, seed=3, progress=False)
 

@@ -3,21 +3,20 @@ on the tiny mini corpus, the export through our ``best_rq`` loader and speechbra
 (from the SpeechBrain folder it converts to), exact resume, bad settings."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 from golden_utils import assert_states_close, golden_batch
 from superb.upstream import build_upstream
 from superb.upstream.best_rq import SPEECHBRAIN_DROP, SPEECHBRAIN_KEY_MAP
 from superb.upstream.best_rq.model import BestRQConfig
 from superb.upstream.pretrain import best_rq as brq
-from superb.upstream.pretrain.loop import build_objective, default_data, pretrain
+from superb.upstream.pretrain.loop import build_objective, pretrain
 from superb.upstream.state_dict import map_keys
 
 # -- quantizer, masking and loss by hand -----------------------------------------------------------
@@ -112,12 +111,6 @@ def test_objective_masks_with_noise_and_predicts_the_clean_targets():
 # -- training on the tiny mini corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
 STEPS = 40
 
 
@@ -127,14 +120,10 @@ def trained(mini_data, tmp_path_factory):
     return folder, pretrain("best_rq", folder, data=mini_data, preset="tiny", max_steps=STEPS, progress=False)
 
 
-def _losses(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-
-
 def test_loss_falls_on_mini_corpus(trained):
     # starts near log(256) = 5.55; measured, seed 0: mean of the first 5 steps 5.49, of steps 36-40 3.51
     folder, summary = trained
-    lines = _losses(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
     first = np.mean([l["loss"] for l in lines[:5]])
     last = np.mean([l["loss"] for l in lines[-5:]])
@@ -236,23 +225,9 @@ def test_resume_continues_exactly(mini_data, tmp_path, monkeypatch):
     small = brq.BestRQPretrainConfig(model=BestRQConfig(cnn_channels=(4, 4), d_model=16, num_layers=1, nhead=2,
                                                         d_ffn=32, conv_kernel=3, codebook_size=32, codebook_dim=8))
     monkeypatch.setitem(brq.PRESETS, "tiny", (small, loop))
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    pretrain("best_rq", straight, data=mini_data, max_steps=6, save_every=3, seed=3, progress=False)
-    pretrain("best_rq", resumed, data=mini_data, max_steps=3, seed=3, progress=False)
-    pretrain("best_rq", resumed, data=mini_data, max_steps=6, seed=3, resume=True, progress=False)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _losses(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == list(range(1, 7))
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 6
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    a, b = assert_resume_exact("best_rq", mini_data, tmp_path, steps=6)
     # the frozen quantizer did not move
-    c = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    c = a
     torch.manual_seed(3)
     fresh = brq.BestRQObjective(small)
     assert torch.equal(c["model"]["model.quantizer_CB"], fresh.model.quantizer_CB)

@@ -3,19 +3,18 @@ mini corpus, the export through our ``cpc`` loader and s3prl's CPC expert, exact
 settings."""
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 from golden_utils import assert_states_close, golden_batch, per_utterance
 from superb.upstream import build_upstream
 from superb.upstream.cpc.model import CPCConfig
 from superb.upstream.pretrain import cpc as cpc_obj
-from superb.upstream.pretrain.loop import build_objective, default_data, pretrain
+from superb.upstream.pretrain.loop import build_objective, pretrain
 
 # -- the loss by hand ------------------------------------------------------------------------------
 
@@ -91,12 +90,6 @@ def test_objective_loss_is_infonce_of_its_heads():
 # -- training on the tiny mini corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
 STEPS = 60
 
 
@@ -106,15 +99,11 @@ def trained(mini_data, tmp_path_factory):
     return folder, pretrain("cpc", folder, data=mini_data, preset="tiny", max_steps=STEPS, progress=False)
 
 
-def _losses(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-
-
 def test_loss_falls_on_mini_corpus(trained):
     # starts at log(1 + 32) = 3.497 (all scores alike); measured, seed 0: mean of the first 5 steps
     # 3.496, of steps 56-60 3.19 (about 2.45 after 150 steps)
     folder, summary = trained
-    lines = _losses(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
     first = np.mean([l["loss"] for l in lines[:5]])
     last = np.mean([l["loss"] for l in lines[-5:]])
@@ -166,21 +155,7 @@ def test_resume_continues_exactly(mini_data, tmp_path, monkeypatch):
     small = cpc_obj.CPCPretrainConfig(model=CPCConfig(hiddenEncoder=16, hiddenGar=16, nLevelsGRU=1),
                                       n_predicts=4, n_negatives=8, prediction_dropout=0.3)  # dropout: torch RNG
     monkeypatch.setitem(cpc_obj.PRESETS, "tiny", (small, loop))
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    pretrain("cpc", straight, data=mini_data, max_steps=6, save_every=3, seed=3, progress=False)
-    pretrain("cpc", resumed, data=mini_data, max_steps=3, seed=3, progress=False)
-    pretrain("cpc", resumed, data=mini_data, max_steps=6, seed=3, resume=True, progress=False)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _losses(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == list(range(1, 7))
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 6
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    a, b = assert_resume_exact("cpc", mini_data, tmp_path, steps=6)
 
 
 # -- bad settings ------------------------------------------------------------------------------------

@@ -3,20 +3,19 @@ tiny mini corpus, the exported fairseq checkpoint through our loader and s3prl's
 fairseq-equivalent ``Data2VecAudioModel`` (padded batch and alone), exact resume."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 import w2v2_peers as P
 from golden_utils import golden_batch
 from superb.upstream import build_upstream
 from superb.upstream.pretrain import data2vec as d2v
-from superb.upstream.pretrain.loop import default_data, pretrain
+from superb.upstream.pretrain.loop import pretrain
 from superb.upstream.pretrain.masked import tiny_config
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -156,25 +155,15 @@ STEPS = 40
 
 
 @pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
 def trained(mini_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pt-data2vec")
     summary = pretrain("data2vec", folder, data=mini_data, preset="tiny", max_steps=STEPS, progress=False)
     return folder, summary
 
 
-def _losses(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-
-
 def test_loss_falls_on_mini_corpus(trained):
     folder, summary = trained
-    lines = _losses(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
     first = np.mean([l["loss"] for l in lines[:5]])
     last = np.mean([l["loss"] for l in lines[-5:]])
@@ -226,22 +215,9 @@ def test_checkpoint_round_trips_through_both_loaders(trained):
 
 
 def test_resume_continues_exactly(mini_data, tmp_path):
-    straight = tmp_path / "straight"
-    pretrain("data2vec", straight, data=mini_data, max_steps=4, save_every=2, seed=3, progress=False)
-    resumed = tmp_path / "resumed"
-    pretrain("data2vec", resumed, data=mini_data, max_steps=2, seed=3, progress=False)
-    pretrain("data2vec", resumed, data=mini_data, max_steps=4, seed=3, resume=True, progress=False)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _losses(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == [1, 2, 3, 4]
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    a, b = assert_resume_exact("data2vec", mini_data, tmp_path, steps=4)
+    a, b = a["model"], b["model"]
     assert any(k.startswith("teacher.") for k in a)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
     # the teacher is an average, not the student
     assert not torch.equal(a["teacher.layers.0.feed_forward.fc1.weight"],
                            a["model.encoder.layers.0.feed_forward.fc1.weight"])

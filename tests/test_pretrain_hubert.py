@@ -5,17 +5,16 @@ fairseq-equivalent ``HubertModel``, exact resume, bad settings."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 from superb.upstream import build_upstream
 from superb.upstream.pretrain import hubert as H
-from superb.upstream.pretrain.loop import build_objective, default_data, pretrain
+from superb.upstream.pretrain.loop import build_objective, pretrain
 
 # short runs on the 9-file tiny corpus: 1-thread friendly k-means, 8 s batches
 FAST = ["kmeans_n_init=1", "kmeans_max_iter=20", "loop.batch_seconds=8.0", "loop.max_frames=150"]
@@ -37,7 +36,6 @@ def test_masked_prediction_loss_by_hand():
         z = [c / temp for c in cos]
         return math.log(sum(math.exp(v) for v in z)) - z[y]
     masked = [ce((1, 0, -1), 0, 0.1), ce((s, 2 * s, -s), 0, 0.1), ce((-1, 0, 1), 2, 0.1)]
-    unmasked = [ce((0, 1, 0), 2, 0.1)]
     loss, stats = H.masked_prediction_loss(proj, embs, targets, mask, 0.1, 1.0, 0.0)
     assert loss.item() == pytest.approx(sum(masked) / 3, rel=1e-5)
     assert (stats["count_m"], stats["count_u"]) == (3, 1)
@@ -165,12 +163,6 @@ def test_feature_grad_mult_scales_only_the_cnn_gradient():
 # -- training on the tiny mini corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
 STEPS = 60
 TRAIN_SETS = FAST + ["loop.warmup_steps=5"]
 
@@ -181,10 +173,6 @@ def trained(mini_data, tmp_path_factory):
     summary = pretrain("hubert", folder, data=mini_data, preset="tiny", max_steps=STEPS, progress=False,
                        sets=TRAIN_SETS)
     return folder, summary
-
-
-def _lines(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
 
 
 def _masked_accuracy(files, state=None, centroids=None):
@@ -215,7 +203,7 @@ def _masked_accuracy(files, state=None, centroids=None):
 
 def test_loss_falls_and_kmeans_is_kept(trained, mini_data):
     folder, summary = trained
-    lines = _lines(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
     first = np.mean([l["loss"] for l in lines[:10]])
     last = np.mean([l["loss"] for l in lines[-10:]])
@@ -365,22 +353,9 @@ def test_iteration_two_from_an_iteration_one_checkpoint(trained, mini_data, tmp_
 
 def test_resume_continues_exactly(mini_data, tmp_path):
     sets = FAST + ["model.num_layers=2"]
-    straight = tmp_path / "straight"
-    pretrain("hubert", straight, data=mini_data, max_steps=4, save_every=2, seed=3, progress=False, sets=sets)
-    resumed = tmp_path / "resumed"
-    pretrain("hubert", resumed, data=mini_data, max_steps=2, seed=3, progress=False, sets=sets)
-    pretrain("hubert", resumed, data=mini_data, max_steps=4, seed=3, resume=True, progress=False, sets=sets)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _lines(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == [1, 2, 3, 4]
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    a, b = assert_resume_exact("hubert", mini_data, tmp_path, steps=4, sets=sets)
+    a, b = a["model"], b["model"]
     assert set(a) == set(b) and "centroids" in a
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 # -- bad settings ---------------------------------------------------------------------------------------

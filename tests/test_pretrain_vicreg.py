@@ -3,19 +3,18 @@ tiny mini corpus (loss falls, no collapse), the exported fairseq wav2vec 2.0 che
 our loader and s3prl's fairseq-equivalent ``Wav2Vec2Model`` (padded batch and alone), exact resume."""
 from __future__ import annotations
 
-import json
-import os
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 import w2v2_peers as P
 from golden_utils import golden_batch
 from superb.upstream import build_upstream
 from superb.upstream.pretrain import vicreg as vr
-from superb.upstream.pretrain.loop import build_objective, default_data, pretrain
+from superb.upstream.pretrain.loop import build_objective, pretrain
 from superb.upstream.pretrain.masked import tiny_config, waveform_frames
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -93,25 +92,15 @@ SETS = ["loop.batch_seconds=6"]
 
 
 @pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
 def trained(mini_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pt-vicreg")
     summary = pretrain("vicreg", folder, data=mini_data, preset="tiny", max_steps=STEPS, progress=False, sets=SETS)
     return folder, summary
 
 
-def _losses(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-
-
 def test_loss_falls_without_collapse(trained, mini_data):
     folder, summary = trained
-    lines = _losses(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
     first = np.mean([l["loss"] for l in lines[:5]])
     last = np.mean([l["loss"] for l in lines[-5:]])
@@ -176,19 +165,6 @@ def test_checkpoint_round_trips_through_both_loaders(trained):
 
 
 def test_resume_continues_exactly(mini_data, tmp_path):
-    straight = tmp_path / "straight"
-    pretrain("vicreg", straight, data=mini_data, max_steps=4, save_every=2, seed=3, progress=False)
-    resumed = tmp_path / "resumed"
-    pretrain("vicreg", resumed, data=mini_data, max_steps=2, seed=3, progress=False)
-    pretrain("vicreg", resumed, data=mini_data, max_steps=4, seed=3, resume=True, progress=False)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _losses(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == [1, 2, 3, 4]
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    a, b = assert_resume_exact("vicreg", mini_data, tmp_path, steps=4)
+    a, b = a["model"], b["model"]
     assert "expander.net.1.running_var" in a  # BatchNorm statistics resume too
-    for key in a:
-        assert torch.equal(a[key], b[key]), key

@@ -4,19 +4,18 @@ fairseq checkpoint through our loader and the peer (s3prl 0.4.18's fairseq-equiv
 ``Wav2Vec2Model``), exact resume, bad settings."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_resume_exact, pretrain_log
 import w2v2_peers as P
 from superb.upstream import build_upstream, conv_output_lengths
 from superb.upstream.pretrain import wav2vec2 as w2v
-from superb.upstream.pretrain.loop import build_objective, default_data, pretrain
+from superb.upstream.pretrain.loop import build_objective, pretrain
 from superb.upstream.pretrain.masked import TINY_CONV_LAYERS
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -201,12 +200,6 @@ def test_objective_masks_quantizes_and_contrasts():
 # -- training on the tiny mini corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    cache = os.environ.setdefault("SUPERB_TEST_CACHE", str(tmp_path_factory.getbasetemp() / "superb-cache"))
-    return default_data("tiny", cache_dir=cache)
-
-
 STEPS = 40
 # measured (40 steps, seeds 0 / 1 / 2): the contrastive term 3.14 / 3.16 / 3.12 over the first 5 steps
 # -> 2.92 / 2.90 / 2.85 over the last 10; chance is log 21 = 3.04
@@ -232,13 +225,9 @@ def trained(mini_data, tmp_path_factory):
     return folder, summary, stats
 
 
-def _losses(folder):
-    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-
-
 def test_loss_falls_on_mini_corpus(trained):
     folder, summary, stats = trained
-    lines = _losses(folder)
+    lines = pretrain_log(folder)
     assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
     assert [l["loss"] for l in lines] == pytest.approx(
         [s["contrastive"] + 0.1 * s["diversity"] + 10 * s["penalty"] for s in stats], rel=1e-5)
@@ -307,19 +296,5 @@ def test_checkpoint_round_trips_through_both_loaders(trained):
 
 def test_resume_continues_exactly(mini_data, tmp_path):
     sets = ["loop.batch_seconds=4", "model.num_layers=1"]
-    straight = tmp_path / "straight"
-    pretrain("wav2vec2", straight, data=mini_data, max_steps=6, save_every=3, seed=3, progress=False, sets=sets)
-    resumed = tmp_path / "resumed"
-    pretrain("wav2vec2", resumed, data=mini_data, max_steps=3, seed=3, progress=False, sets=sets)
-    pretrain("wav2vec2", resumed, data=mini_data, max_steps=6, seed=3, resume=True, progress=False, sets=sets)
-
-    def lines(folder):
-        return [{k: v for k, v in l.items() if k != "wall_s"} for l in _losses(folder)]
-
-    assert [l["step"] for l in lines(resumed)] == list(range(1, 7))
-    assert lines(resumed) == lines(straight)
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    a, b = assert_resume_exact("wav2vec2", mini_data, tmp_path, steps=6, sets=sets)
     assert int(a["model"]["num_updates"]) == int(b["model"]["num_updates"]) == 6
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
