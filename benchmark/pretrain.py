@@ -25,7 +25,8 @@ def cmd_pretrain(args) -> int:
         torch.set_num_threads(int(args.threads))
     summary = pretrain(args.objective, args.output, data=args.data, preset=args.preset, max_steps=args.max_steps,
                        seed=args.seed, resume=args.resume, device=device, save_every=args.save_every,
-                       mini_profile=args.mini_profile, progress=not args.quiet, sets=args.set or ())
+                       mini_profile=args.mini_profile, progress=not args.quiet, sets=args.set or (),
+                       precision=args.precision)
     loss = "no training (the initial weights)" if summary["last_loss"] is None else \
         f"last loss {summary['last_loss']:.4f}"
     print(f"pretrain: {summary['objective']} ({summary['preset']}), {summary['steps']} steps, {loss}, "
@@ -50,6 +51,8 @@ def register(sub) -> None:
     p.add_argument("--save-every", type=int, help="steps between saves of checkpoints/last.pt (default: preset's)")
     p.add_argument("--mini-profile", default="default", help="mini corpus profile when --data is omitted")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="fp32 (default) or bf16 autocast of the objective's forward (weights stay fp32)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset value: a field of the objective's config (model.num_layers=2, "

@@ -295,3 +295,20 @@ def test_warmup_rises_linearly_then_holds():
     loop = LoopConfig(lr=1e-3, warmup_steps=4)
     assert [learning_rate(loop, s) for s in (1, 2, 4, 9)] == pytest.approx([2.5e-4, 5e-4, 1e-3, 1e-3])
     assert learning_rate(LoopConfig(lr=1e-3), 1) == 1e-3
+
+
+def test_bf16_precision_trains_and_is_part_of_the_run(mini_data, tmp_path):
+    # bf16 autocast of the loss's forward: close to fp32 at the first step (same weights, same
+    # batch), recorded, and a resume in another precision is refused naming the key
+    sets = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64"]
+    fp32 = pretrain("tera", tmp_path / "fp32", data=mini_data, max_steps=3, progress=False, sets=sets)
+    bf16 = pretrain("tera", tmp_path / "bf16", data=mini_data, max_steps=3, progress=False, sets=sets,
+                    precision="bf16")
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert json.loads((tmp_path / "bf16" / "pretrain.json").read_text())["precision"] == "bf16"
+    assert bf16["first_loss_this_session"] == pytest.approx(fp32["first_loss_this_session"], rel=0.05)
+    assert all(np.isfinite(l["loss"]) for l in pretrain_log(tmp_path / "bf16"))
+    with pytest.raises(ValueError, match=r"precision = 'bf16', this run has 'fp32'"):
+        pretrain("tera", tmp_path / "bf16", data=mini_data, max_steps=4, progress=False, sets=sets, resume=True)
+    with pytest.raises(ValueError, match=r"--precision 'fp16': expected one of fp32, bf16"):
+        pretrain("tera", tmp_path / "x", data=mini_data, precision="fp16")

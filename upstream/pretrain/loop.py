@@ -14,7 +14,8 @@ do not depend on its batch). A file with more than ``max_frames`` frames is rand
 Batches: :class:`superb.downstream.sampler.DurationBatchSampler` over the (cropped) lengths, at
 most ``batch_seconds`` of padded audio; epoch ``e`` is shuffled from ``(seed, e)``.
 
-Optimisation: Adam (fp32), the learning rate rising linearly from 0 to ``lr`` over
+Optimisation: Adam on fp32 weights (``precision="bf16"``: the loss's forward under bfloat16
+autocast), the learning rate rising linearly from 0 to ``lr`` over
 ``warmup_steps`` steps (0: constant from the start, as APC and TERA train), then constant; the
 gradient norm clipped to ``grad_clip``.
 
@@ -56,6 +57,8 @@ from . import PRESET_NAMES, objective_module
 #: audio file extensions read from --data (any case)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 CHECKPOINT_FORMAT = "superb-pretrain-v1"
+#: --precision values
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -278,8 +281,8 @@ def _load_last(path: Path) -> Dict[str, Any]:
 
 
 def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) -> None:
-    for key in ("objective", "preset", "seed", "objective_config", "data_fingerprint", "num_files"):
-        if ckpt.get(key) != expected[key]:
+    for key in ("objective", "preset", "seed", "objective_config", "data_fingerprint", "num_files", "precision"):
+        if ckpt.get(key, "fp32" if key == "precision" else None) != expected[key]:
             raise ValueError(f"--resume: {path} was written with {key} = {ckpt.get(key)!r}, this run has "
                              f"{expected[key]!r}; resume with the original settings or use another --output")
     loop_old = dict(ckpt.get("loop_config") or {})
@@ -295,11 +298,16 @@ def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) ->
 
 def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps: Optional[int] = None,
              seed: int = 0, resume: bool = False, device: str = "cpu", save_every: Optional[int] = None,
-             mini_profile: str = "default", progress: bool = True, sets: Sequence[str] = ()) -> Dict[str, Any]:
+             mini_profile: str = "default", progress: bool = True, sets: Sequence[str] = (),
+             precision: str = "fp32") -> Dict[str, Any]:
     """Pretrain ``objective`` on the audio under ``data``; return the summary written to
     ``<output>/pretrain.json`` (see the module docstring). ``sets``: ``KEY=VALUE`` overrides of
-    the preset (:func:`apply_sets`)."""
+    the preset (:func:`apply_sets`). ``precision``: ``fp32`` (default) or ``bf16`` (the loss's
+    forward under ``torch.autocast`` in bfloat16, on CUDA or the CPU; weights, optimiser and
+    gradients stay fp32, the front end and ``prepare`` run in fp32)."""
     started = time.perf_counter()
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     model, obj_cfg, loop_cfg = build_objective(objective, preset, seed, sets)
     if max_steps is not None:
         loop_cfg = dataclasses.replace(loop_cfg, max_steps=int(max_steps))
@@ -328,7 +336,8 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
     generator = torch.Generator().manual_seed(seed + 1)
     meta = {"objective": objective, "preset": preset, "seed": int(seed),
             "objective_config": dataclasses.asdict(obj_cfg), "loop_config": dataclasses.asdict(loop_cfg),
-            "data": str(data), "num_files": len(files), "data_fingerprint": _data_fingerprint(files, lengths)}
+            "data": str(data), "num_files": len(files), "data_fingerprint": _data_fingerprint(files, lengths),
+            "precision": precision}
     step, epoch, position, wall_offset = 0, 0, 0, 0.0
     if resume:
         ckpt = _load_last(last)
@@ -378,7 +387,9 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
         batch = batches[position]
         position += 1
         feats, flens = _pad(_crop([feats_of.get(i) for i in batch], loop_cfg.max_frames, generator))
-        loss = model.loss(feats.to(device), flens.to(device), generator)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model.loss(feats.to(device), flens.to(device), generator)
+        loss = loss.float()
         if not torch.isfinite(loss):
             raise ValueError(f"superb pretrain: the loss became {loss.item()} at step {step + 1} "
                              f"(files {[str(files[i]) for i in batch]}); lower the learning rate")
