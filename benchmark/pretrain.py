@@ -10,9 +10,17 @@ See docs/pretraining.md.
 """
 from __future__ import annotations
 
+import os
+
 
 def cmd_pretrain(args) -> int:
+    if args.nproc is not None and args.nproc != 1:  # this command again in N processes (torchrun)
+        from .distributed import relaunch, strip_nproc
+
+        return relaunch(strip_nproc(args.argv), args.nproc)
     from superb.upstream.pretrain.loop import pretrain
+
+    from .distributed import shutdown
 
     device = args.device
     if device == "auto":
@@ -23,10 +31,15 @@ def cmd_pretrain(args) -> int:
         import torch
 
         torch.set_num_threads(int(args.threads))
-    summary = pretrain(args.objective, args.output, data=args.data, preset=args.preset, max_steps=args.max_steps,
-                       seed=args.seed, resume=args.resume, device=device, save_every=args.save_every,
-                       mini_profile=args.mini_profile, progress=not args.quiet, sets=args.set or (),
-                       precision=args.precision)
+    try:
+        summary = pretrain(args.objective, args.output, data=args.data, preset=args.preset,
+                           max_steps=args.max_steps, seed=args.seed, resume=args.resume, device=device,
+                           save_every=args.save_every, mini_profile=args.mini_profile, progress=not args.quiet,
+                           sets=args.set or (), precision=args.precision)
+    finally:
+        shutdown()  # leave the process group when torchrun started this one
+    if summary.get("processes", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 reports
     loss = "no training (the initial weights)" if summary["last_loss"] is None else \
         f"last loss {summary['last_loss']:.4f}"
     print(f"pretrain: {summary['objective']} ({summary['preset']}), {summary['steps']} steps, {loss}, "
@@ -53,6 +66,9 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                    help="fp32 (default) or bf16 autocast of the objective's forward (weights stay fp32)")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel in N processes on this machine (torchrun; gloo on CPU, nccl on GPU): each "
+                        "takes its share of every batch, gradients are averaged, process 0 writes")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a preset value: a field of the objective's config (model.num_layers=2, "

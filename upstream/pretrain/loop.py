@@ -19,6 +19,12 @@ autocast), the learning rate rising linearly from 0 to ``lr`` over
 ``warmup_steps`` steps (0: constant from the start, as APC and TERA train), then constant; the
 gradient norm clipped to ``grad_clip``.
 
+Data parallel (under torchrun, ``superb pretrain --nproc N``): every process takes its share of
+each batch (:func:`superb.benchmark.distributed.shard`) and draws its own crops and masks; DDP
+averages the gradients, weighted by the shares' utterances; process 0 writes the log, the
+checkpoints (every process's RNG state under ``ranks``: an exact resume in as many processes)
+and the export.
+
 Objective hooks: :meth:`Objective.prepare` runs once before the first step of a fresh run (not on
 ``--resume``: what it computes must live in the objective's ``state_dict``, e.g. k-means
 centroids as buffers), with access to every file's features; :meth:`Objective.after_step` runs
@@ -123,6 +129,21 @@ class Objective(nn.Module):
 
     def after_step(self, step: int) -> None:
         """After optimiser step ``step`` (1-based). Default: nothing."""
+
+
+class _LossForward(nn.Module):
+    """The objective's loss as ``forward``: what DistributedDataParallel wraps (its gradient hooks
+    see every parameter the loss uses). ``feats=None``: an empty part, a zero loss that still
+    touches every trainable parameter, so the processes' gradient reductions stay in step."""
+
+    def __init__(self, objective: Objective):
+        super().__init__()
+        self.objective = objective
+
+    def forward(self, feats, lengths, generator):
+        if feats is None:
+            return sum(p.reshape(-1)[0] * 0.0 for p in self.objective.parameters() if p.requires_grad)
+        return self.objective.loss(feats, lengths, generator)
 
 
 def learning_rate(loop: LoopConfig, step: int) -> float:
@@ -281,8 +302,10 @@ def _load_last(path: Path) -> Dict[str, Any]:
 
 
 def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) -> None:
-    for key in ("objective", "preset", "seed", "objective_config", "data_fingerprint", "num_files", "precision"):
-        if ckpt.get(key, "fp32" if key == "precision" else None) != expected[key]:
+    defaults = {"precision": "fp32", "processes": 1}  # keys added later
+    for key in ("objective", "preset", "seed", "objective_config", "data_fingerprint", "num_files", "precision",
+                "processes"):
+        if ckpt.get(key, defaults.get(key)) != expected[key]:
             raise ValueError(f"--resume: {path} was written with {key} = {ckpt.get(key)!r}, this run has "
                              f"{expected[key]!r}; resume with the original settings or use another --output")
     loop_old = dict(ckpt.get("loop_config") or {})
@@ -290,8 +313,8 @@ def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) ->
     for key in set(loop_old) | set(loop_new):
         if key in ("max_steps", "save_every", "feature_cache_mb"):
             continue
-        defaults = {f.name: f.default for f in dataclasses.fields(LoopConfig)}  # keys added later
-        if loop_old.get(key, defaults.get(key)) != loop_new.get(key, defaults.get(key)):
+        loop_defaults = {f.name: f.default for f in dataclasses.fields(LoopConfig)}  # keys added later
+        if loop_old.get(key, loop_defaults.get(key)) != loop_new.get(key, loop_defaults.get(key)):
             raise ValueError(f"--resume: {path} was written with loop_config.{key} = {loop_old.get(key)!r}, "
                              f"this run has {loop_new.get(key)!r}")
 
@@ -308,6 +331,9 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
     started = time.perf_counter()
     if precision not in PRECISIONS:
         raise ValueError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    from superb.benchmark import distributed
+
+    ctx = distributed.context(str(device))  # several processes when started by torchrun
     model, obj_cfg, loop_cfg = build_objective(objective, preset, seed, sets)
     if max_steps is not None:
         loop_cfg = dataclasses.replace(loop_cfg, max_steps=int(max_steps))
@@ -330,28 +356,36 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
         raise ValueError(f"--resume: {last} does not exist (nothing to resume in --output {out})")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    device = torch.device(device)
+    device = torch.device(distributed.process_device(str(device), ctx))
     model.to(device)
+    forward: nn.Module = _LossForward(model)
+    if ctx.active:  # the same initial weights everywhere (seeded); gradients averaged by DDP
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=loop_cfg.lr)
     generator = torch.Generator().manual_seed(seed + 1)
     meta = {"objective": objective, "preset": preset, "seed": int(seed),
             "objective_config": dataclasses.asdict(obj_cfg), "loop_config": dataclasses.asdict(loop_cfg),
             "data": str(data), "num_files": len(files), "data_fingerprint": _data_fingerprint(files, lengths),
-            "precision": precision}
+            "precision": precision, "processes": ctx.world}
     step, epoch, position, wall_offset = 0, 0, 0, 0.0
     if resume:
         ckpt = _load_last(last)
         _check_resume(ckpt, meta, last)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        generator.set_state(ckpt["rng"]["loop"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        rng = ckpt["ranks"][ctx.rank] if ctx.active else ckpt["rng"]
+        generator.set_state(rng["loop"])
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         step, epoch, position = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["position"])
         wall_offset = float(ckpt["wall_s"])
-        rewind_log(log, step)
-    elif log.exists():
+        if ctx.main:
+            rewind_log(log, step)
+    elif log.exists() and ctx.main:
         log.unlink()
 
     from superb.downstream.sampler import DurationBatchSampler
@@ -363,6 +397,9 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
     feats_of = _Features(model, segments, device, loop_cfg.feature_cache_mb)
     if not resume:
         model.prepare(feats_of.get, len(files), generator)
+        if ctx.rank > 0:  # other crops, masks and dropout than rank 0 (which draws as one process would)
+            generator.manual_seed(seed + 1 + 7919 * ctx.rank)
+            torch.manual_seed(seed + 7919 * ctx.rank)
     batches = sampler.epoch_batches(epoch)
     params = [p for p in model.parameters() if p.requires_grad]
     clock = time.perf_counter()
@@ -374,9 +411,13 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
         rng = {"loop": generator.get_state(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        atomic_torch_save({"format": CHECKPOINT_FORMAT, **meta, "step": step, "epoch": epoch, "position": position,
-                           "wall_s": wall(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "rng": rng}, last)
+        ranks = ctx.gather(rng) if ctx.active else None  # every process's RNG: an exact resume
+        if ctx.main:
+            atomic_torch_save({"format": CHECKPOINT_FORMAT, **meta, "step": step, "epoch": epoch,
+                               "position": position, "wall_s": wall(), "model": model.state_dict(),
+                               "optimizer": optimizer.state_dict(), "rng": rng,
+                               **({"ranks": ranks} if ranks else {})}, last)
+        ctx.barrier()
 
     first_loss = last_loss = None
     model.train()
@@ -386,15 +427,24 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
             batches = sampler.epoch_batches(epoch)
         batch = batches[position]
         position += 1
-        feats, flens = _pad(_crop([feats_of.get(i) for i in batch], loop_cfg.max_frames, generator))
+        part = distributed.shard(batch, batch_lengths, ctx.rank, ctx.world) if ctx.active else batch
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model.loss(feats.to(device), flens.to(device), generator)
+            if part:
+                feats, flens = _pad(_crop([feats_of.get(i) for i in part], loop_cfg.max_frames, generator))
+                loss = forward(feats.to(device), flens.to(device), generator)
+            else:  # fewer utterances than processes: a zero gradient from this one
+                loss = forward(None, None, generator)
         loss = loss.float()
-        if not torch.isfinite(loss):
-            raise ValueError(f"superb pretrain: the loss became {loss.item()} at step {step + 1} "
+        value = float(loss.item())
+        if ctx.active:  # the batch's loss: the parts' losses weighted by their utterances
+            total, bad = ctx.sum([value * len(part), 0.0 if math.isfinite(value) else 1.0], device)
+            value = total / len(batch) if not bad else float("nan")
+        if not math.isfinite(value):
+            raise ValueError(f"superb pretrain: the loss became {value} at step {step + 1} "
                              f"(files {[str(files[i]) for i in batch]}); lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages the processes' gradients: scaled so that the result is the utterance-weighted mean
+        (loss * (ctx.world * len(part) / len(batch)) if ctx.active else loss).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, loop_cfg.grad_clip)
         lr = learning_rate(loop_cfg, step + 1)
         for group in optimizer.param_groups:
@@ -402,25 +452,29 @@ def pretrain(objective: str, output, data=None, preset: str = "tiny", max_steps:
         optimizer.step()
         step += 1
         model.after_step(step)
-        last_loss = float(loss.item())
+        last_loss = value
         first_loss = last_loss if first_loss is None else first_loss
         line = {"step": step, "loss": last_loss, "lr": lr, "grad_norm": float(grad_norm),
                 "wall_s": round(wall(), 3)}
-        append_line(log, json.dumps(line))
-        if progress:
+        if ctx.main:
+            append_line(log, json.dumps(line))
+        if progress and ctx.main:
             print(f"step {step}/{loop_cfg.max_steps} loss {last_loss:.4f} ({line['wall_s']:.1f} s)", flush=True)
         if step % loop_cfg.save_every == 0:
             save()
     save()
     model.eval()
     final = out / f"{objective}.ckpt"
-    atomic_torch_save(model.export(step, loop_cfg), final)
+    if ctx.main:
+        atomic_torch_save(model.export(step, loop_cfg), final)
     summary = {**meta, "steps": step, "final_checkpoint": str(final), "last_checkpoint": str(last),
                "first_loss_this_session": first_loss, "last_loss": last_loss, "wall_s": round(wall(), 3),
                "session_s": round(time.perf_counter() - started, 3),
                "upstream": getattr(model, "upstream_name", objective)}
-    atomic_write_json(out / "pretrain.json", summary)
-    if progress:
+    if ctx.main:
+        atomic_write_json(out / "pretrain.json", summary)
+    ctx.barrier()
+    if progress and ctx.main:
         print(f"wrote {final} ({objective}, {step} steps); use it with: superb run --upstream "
               f"{summary['upstream']} --upstream-ckpt {final} --task TASK")
     return summary
