@@ -150,3 +150,12 @@ def assert_resume_exact(name: str, data, tmp_path, steps: int, sets=(), seed: in
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     return a, b
+
+
+def loss_means(folder, steps: int, n: int = 5):
+    """(mean of the first ``n``, mean of the last ``n``) losses of a pretraining run's log, after
+    checking it logged every step 1 .. ``steps`` once."""
+    lines = pretrain_log(folder)
+    assert [line["step"] for line in lines] == list(range(1, steps + 1))
+    losses = [line["loss"] for line in lines]
+    return float(np.mean(losses[:n])), float(np.mean(losses[-n:]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_resume_exact, pretrain_log
+from conftest import assert_resume_exact, loss_means
 from golden_utils import assert_states_close, golden_batch, per_utterance
 from superb.upstream import build_upstream
 from superb.upstream.cpc.model import CPCConfig
@@ -103,10 +103,7 @@ def test_loss_falls_on_mini_corpus(trained):
     # starts at log(1 + 32) = 3.497 (all scores alike); measured, seed 0: mean of the first 5 steps
     # 3.496, of steps 56-60 3.19 (about 2.45 after 150 steps)
     folder, summary = trained
-    lines = pretrain_log(folder)
-    assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
-    first = np.mean([l["loss"] for l in lines[:5]])
-    last = np.mean([l["loss"] for l in lines[-5:]])
+    first, last = loss_means(folder, STEPS)
     assert first == pytest.approx(math.log(33), abs=0.02)
     assert last < first - 0.15, (first, last)
     assert summary["steps"] == STEPS and summary["upstream"] == "modified_cpc"

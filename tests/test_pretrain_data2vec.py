@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import assert_resume_exact, pretrain_log
+from conftest import assert_resume_exact, loss_means
 import w2v2_peers as P
 from golden_utils import golden_batch
 from superb.upstream import build_upstream
@@ -163,10 +162,7 @@ def trained(mini_data, tmp_path_factory):
 
 def test_loss_falls_on_mini_corpus(trained):
     folder, summary = trained
-    lines = pretrain_log(folder)
-    assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
-    first = np.mean([l["loss"] for l in lines[:5]])
-    last = np.mean([l["loss"] for l in lines[-5:]])
+    first, last = loss_means(folder, STEPS)
     # measured (seed 0): 6.59 -> 2.39 (means of the first / last 5 steps, ratio 0.36)
     assert last < 0.6 * first, (first, last)
     assert summary["upstream"] == "data2vec" and summary["steps"] == STEPS
@@ -197,18 +193,7 @@ def test_checkpoint_round_trips_through_both_loaders(trained):
     # the teacher, under fairseq's EMA names (relative to the encoder)
     assert torch.equal(ema["layers.0.fc1.weight"], last["teacher.layers.0.feed_forward.fc1.weight"])
     assert torch.equal(ema["pos_conv.0.0.weight"], last["teacher.pos_conv.layers.0.conv.weight"])
-    wavs, wav_lens, raw = golden_batch((9137, 5003, 12011))
-    with torch.no_grad():
-        out = ours(wavs, wav_lens)  # padded batch, garbage in the padding
-    alone = [P.s3prl_hidden_states(peer, "data2vec", w[None], torch.tensor([len(w)]), True) for w in raw]
-    ref = [torch.nn.utils.rnn.pad_sequence([a[layer][0] for a in alone], batch_first=True)
-           for layer in range(len(alone[0]))]
-    assert len(out.hidden_states) == 5
-    assert P.compare(out, ref, wav_lens) <= 1e-4
-    for i, w in enumerate(raw):  # alone
-        with torch.no_grad():
-            single = ours(w[None], torch.tensor([len(w)]))
-        P.compare(single, alone[i], torch.tensor([len(w)]))
+    P.assert_matches_peer(ours, peer, "data2vec", True, num_states=5)
 
 
 # -- resume -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_resume_exact, pretrain_log
+from conftest import assert_resume_exact, loss_means
 import w2v2_peers as P
 from golden_utils import golden_batch
 from superb.upstream import build_upstream
@@ -100,10 +100,7 @@ def trained(mini_data, tmp_path_factory):
 
 def test_loss_falls_without_collapse(trained, mini_data):
     folder, summary = trained
-    lines = pretrain_log(folder)
-    assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
-    first = np.mean([l["loss"] for l in lines[:5]])
-    last = np.mean([l["loss"] for l in lines[-5:]])
+    first, last = loss_means(folder, STEPS)
     # measured (seed 0): 37.2 -> 30.8 (means of the first / last 5 steps, ratio 0.83)
     assert last < 0.9 * first, (first, last)
     assert summary["upstream"] == "wav2vec2"
@@ -147,18 +144,7 @@ def test_checkpoint_round_trips_through_both_loaders(trained):
     peer, ckpt = _peer(path)
     assert ckpt["cfg"]["model"]["_name"] == "wav2vec2" and ckpt["cfg"]["task"]["normalize"] is False
     assert not any(k.startswith("expander") for k in ckpt["model"])
-    wavs, wav_lens, raw = golden_batch((9137, 5003, 12011))
-    with torch.no_grad():
-        out = ours(wavs, wav_lens)  # padded batch, garbage in the padding
-    alone = [P.s3prl_hidden_states(peer, "wav2vec2", w[None], torch.tensor([len(w)]), False) for w in raw]
-    ref = [torch.nn.utils.rnn.pad_sequence([a[layer][0] for a in alone], batch_first=True)
-           for layer in range(len(alone[0]))]
-    assert len(out.hidden_states) == 5
-    assert P.compare(out, ref, wav_lens) <= 1e-4
-    for i, w in enumerate(raw):  # alone
-        with torch.no_grad():
-            single = ours(w[None], torch.tensor([len(w)]))
-        P.compare(single, alone[i], torch.tensor([len(w)]))
+    P.assert_matches_peer(ours, peer, "wav2vec2", False, num_states=5)
 
 
 # -- resume -------------------------------------------------------------------------------------------

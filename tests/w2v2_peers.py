@@ -288,3 +288,24 @@ def compare(ours, ref_states: List[torch.Tensor], lens, ref_lengths: Optional[to
             worst = max(worst, diff)
             assert diff <= atol, f"layer {li} utterance {i}: max abs diff {diff:.3g} > {atol}"
     return worst
+
+
+def assert_matches_peer(ours, peer, family: str, normalize: bool, lens=(9137, 5003, 12011), num_states=None) -> None:
+    """Every hidden state of ``ours`` (an upstream) against the s3prl peer model run on each
+    utterance alone: on a padded batch (garbage in the padding) and on each utterance alone,
+    max abs diff <= 1e-4 (:func:`compare`)."""
+    from golden_utils import golden_batch
+
+    wavs, wav_lens, raw = golden_batch(lens)
+    with torch.no_grad():
+        out = ours(wavs, wav_lens)
+    alone = [s3prl_hidden_states(peer, family, w[None], torch.tensor([len(w)]), normalize) for w in raw]
+    ref = [torch.nn.utils.rnn.pad_sequence([a[layer][0] for a in alone], batch_first=True)
+           for layer in range(len(alone[0]))]
+    if num_states is not None:
+        assert len(out.hidden_states) == num_states
+    compare(out, ref, wav_lens)
+    for i, w in enumerate(raw):
+        with torch.no_grad():
+            single = ours(w[None], torch.tensor([len(w)]))
+        compare(single, alone[i], torch.tensor([len(w)]))
