@@ -14,6 +14,7 @@ import torch
 from conftest import assert_resume_exact, pretrain_log
 from superb.upstream import build_upstream
 from superb.upstream.pretrain import hubert as H
+from superb.upstream.pretrain.fairseq_export import conv_feature_layers
 from superb.upstream.pretrain.loop import build_objective, pretrain
 
 # short runs on the 9-file tiny corpus: 1-thread friendly k-means, 8 s batches
@@ -387,5 +388,5 @@ def test_presets():
     assert (loop.lr, loop.max_steps, loop.warmup_steps) == (5e-4, 250_000, 20_000)
     obj, cfg, _ = build_objective("hubert", "tiny", 0, [])
     assert cfg.model.num_layers == 4 and cfg.num_clusters == 50 and obj.min_samples == 640
-    assert H._conv_spec(((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2) == \
+    assert conv_feature_layers(((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2, runs=True) == \
         "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"

@@ -70,7 +70,7 @@ def test_bad_config_names_the_key():
     with pytest.raises(ValueError, match=r"model.family must be 'wav2vec2'.*got 'data2vec'"):
         vr.VICRegObjective(vr.VICRegPretrainConfig(model=tiny_config("data2vec")))
     with pytest.raises(ValueError, match=r"model.post_extract_proj must be False.*CNN width \(128\).*got True"):
-        vr.VICRegObjective(vr.VICRegPretrainConfig(model=tiny_config("wav2vec2")))
+        vr.VICRegObjective(vr.VICRegPretrainConfig(model=tiny_config("wav2vec2", post_extract_proj=True)))
     with pytest.raises(ValueError, match=r"snr_min_db \(30.0\) must be <= snr_max_db \(20.0\)"):
         vr.VICRegObjective(vr.VICRegPretrainConfig(snr_min_db=30.0))
 

@@ -73,12 +73,13 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import nn
 
+from ..base import valid_mask
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model
 from ..wav2vec2.model import PRESETS as W2V2_PRESETS
 from .fairseq_export import (audio_pretraining_task, fairseq_checkpoint, fairseq_conv_pos, fairseq_model_cfg,
                              fairseq_state, fairseq_weights, module_state, prepare_waveforms)
 from .loop import LoopConfig, Objective
-from .masked import HOP, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
+from .masked import HOP, masked_forward, span_mask, tiny_config, waveform_frames
 
 
 def _tiny_model() -> Wav2Vec2Config:
@@ -153,7 +154,7 @@ def ema_decay_at(step: int, start: float, end: float, anneal_end_step: int) -> f
 def instance_norm_valid(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """``[B, T, D]`` -> each utterance's channels normalised over its valid frames (``lengths``):
     zero mean, ``/ sqrt(biased var + eps)``; padding frames are 0."""
-    valid = valid_frames(lengths.to(x.device), x.shape[1]).to(x.dtype)[..., None]
+    valid = valid_mask(lengths.to(x.device), x.shape[1]).to(x.dtype)[..., None]
     n = lengths.to(x.device, x.dtype).clamp(min=1)[:, None, None]
     mean = (x * valid).sum(1, keepdim=True) / n
     var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
@@ -226,7 +227,7 @@ class Data2VecObjective(Objective):
         out = masked_forward(self.model, wavs, wav_lens.to(wavs.device), mask, self.mask_emb)
         pred = self.final_proj(out.states[-1])
         target = self.targets(out.projected.detach(), out.frames)
-        valid = valid_frames(out.frames.lengths, pred.shape[1])
+        valid = valid_mask(out.frames.lengths, pred.shape[1])
         return regression_loss(pred, target, out.mask & valid)
 
     def decay(self, step: int) -> float:

@@ -56,7 +56,7 @@ from ..state_dict import map_keys, rename_keys
 from ..wav2vec2.import_fairseq import FAIRSEQ_KEY_MAP
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model, normalize_waveforms
 from .loop import LoopConfig
-from .masked import HOP, frames_to_waveform
+from .masked import HOP, fairseq_has_post_extract_proj, frames_to_waveform
 
 SAMPLE_RATE = 16000
 
@@ -98,14 +98,14 @@ def receptive_field(conv_layers) -> int:
 
 
 def check_post_extract_proj(config: Wav2Vec2Config, where: str) -> None:
-    """``ValueError`` unless ``config.post_extract_proj`` is true exactly when the CNN width
-    differs from ``hidden_size`` (fairseq builds the projection only then)."""
-    width = config.conv_layers[-1][0]
-    widths_differ = width != config.hidden_size
-    if config.post_extract_proj != widths_differ:
-        raise ValueError(f"{where}: model.post_extract_proj must be {widths_differ} (fairseq has the projection "
-                         f"exactly when the CNN width ({width}) differs from model.hidden_size "
-                         f"({config.hidden_size})), got {config.post_extract_proj}")
+    """``ValueError`` unless ``config.post_extract_proj`` is what fairseq's model of the family
+    has (:func:`superb.upstream.pretrain.masked.fairseq_has_post_extract_proj`)."""
+    expected = fairseq_has_post_extract_proj(config)
+    if config.post_extract_proj != expected:
+        rule = ("data2vec audio always has it" if config.family == "data2vec" else
+                f"fairseq has the projection exactly when the CNN width ({config.conv_layers[-1][0]}) differs "
+                f"from model.hidden_size ({config.hidden_size})")
+        raise ValueError(f"{where}: model.post_extract_proj must be {expected} ({rule}), got {config.post_extract_proj}")
 
 
 def fairseq_conv_pos(config: Wav2Vec2Config, where: str = "model") -> int:

@@ -86,7 +86,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -95,13 +94,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import valid_mask
 from ..wav2vec2.model import PRESETS as W2V2_PRESETS
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model
-from .fairseq_export import (SAMPLE_RATE, audio_pretraining_task, check_post_extract_proj, conv_feature_layers,
+from .fairseq_export import (SAMPLE_RATE, audio_pretraining_task, check_post_extract_proj,
                              fairseq_checkpoint, fairseq_model_cfg, fairseq_state, model_inputs, module_state,
                              receptive_field, register_grad_multiply)
 from .loop import LoopConfig, Objective
-from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
+from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, waveform_frames
 
 #: MFCC targets: 100 frames per second (10 ms shift)
 MFCC_RATE = 100.0
@@ -109,12 +109,8 @@ MFCC_RATE = 100.0
 FAIRSEQ_SPECIAL_SYMBOLS = ("<s>", "<pad>", "</s>", "<unk>")
 
 #: fairseq's conv_feature_layers as HuBERT's published configs write it (runs of equal layers)
-_conv_spec = functools.partial(conv_feature_layers, runs=True)
-
-
 def _tiny_model() -> Wav2Vec2Config:
-    # fairseq builds post_extract_proj only when the CNN and encoder widths differ (128 == 128)
-    return tiny_config("hubert", post_extract_proj=False)
+    return tiny_config("hubert")
 
 
 def _base_model() -> Wav2Vec2Config:
@@ -423,7 +419,7 @@ class HuBERTObjective(Objective):
         loss, stats = masked_prediction_loss(proj, self.label_embs, targets, out.mask, self.cfg.logit_temp,
                                              self.cfg.pred_masked_weight, self.cfg.pred_nomask_weight)
         if self.cfg.feature_pen_weight > 0:
-            valid = valid_frames(out.frames.lengths, out.frames.features.shape[1])
+            valid = valid_mask(out.frames.lengths, out.frames.features.shape[1])
             pen = out.frames.features.float().pow(2)[valid].mean()
             stats["features_pen"] = float(pen.detach())
             loss = loss + self.cfg.feature_pen_weight * pen

@@ -174,21 +174,14 @@ def default_data(profile: str = "default", cache_dir=None) -> Path:
 
 
 def _parse_value(key: str, raw: str, current: Any) -> Any:
-    """``raw`` (YAML syntax) as a value of ``current``'s type; an error naming ``key`` otherwise."""
-    import yaml
+    """``raw`` read as every command-line value is (:func:`superb.benchmark.config.parse_scalar`:
+    YAML, ``1e-3`` a float), as a value of ``current``'s type; an error naming ``key`` otherwise."""
+    from superb.benchmark.config import parse_scalar
 
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--set {key}={raw}: not a YAML value ({exc})") from None
+    value = parse_scalar(raw, f"--set {key}={raw}")
     if isinstance(current, bool):
         ok = isinstance(value, bool)
     elif isinstance(current, float):
-        if isinstance(value, str):  # PyYAML reads 1e-3 as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(current, int):
@@ -310,10 +303,10 @@ def _check_resume(ckpt: Dict[str, Any], expected: Dict[str, Any], path: Path) ->
                              f"{expected[key]!r}; resume with the original settings or use another --output")
     loop_old = dict(ckpt.get("loop_config") or {})
     loop_new = dict(expected["loop_config"])
+    loop_defaults = {f.name: f.default for f in dataclasses.fields(LoopConfig)}  # keys added later
     for key in set(loop_old) | set(loop_new):
         if key in ("max_steps", "save_every", "feature_cache_mb"):
             continue
-        loop_defaults = {f.name: f.default for f in dataclasses.fields(LoopConfig)}  # keys added later
         if loop_old.get(key, loop_defaults.get(key)) != loop_new.get(key, loop_defaults.get(key)):
             raise ValueError(f"--resume: {path} was written with loop_config.{key} = {loop_old.get(key)!r}, "
                              f"this run has {loop_new.get(key)!r}")

@@ -38,18 +38,26 @@ HOP = 320
 TINY_CONV_LAYERS = ((128, 10, 5), (128, 8, 4), (128, 4, 4), (128, 4, 4))
 
 
+def fairseq_has_post_extract_proj(config: Wav2Vec2Config) -> bool:
+    """Whether fairseq's model of ``config.family`` has the CNN -> transformer projection
+    (``post_extract_proj``): data2vec audio always builds it; wav2vec 2.0 and HuBERT only when the
+    CNN width differs from ``hidden_size`` (s3prl 0.4.18's copies of the fairseq models)."""
+    return config.family == "data2vec" or config.conv_layers[-1][0] != config.hidden_size
+
+
 def tiny_config(family: str, **overrides) -> Wav2Vec2Config:
     """A small encoder of ``family`` (``wav2vec2``, ``hubert`` or ``data2vec``): the family's Base
-    layout (norms, positional convolution kind) at 4 CNN layers of 128 channels, 4 transformer
-    layers of 128 (4 heads, FFN 512); for tests and the mini-corpus ranking runs. The CNN is as
-    wide as the transformer, so a model exported in fairseq's format needs
-    ``post_extract_proj=False`` (fairseq builds no projection between equal widths, and its
-    loaders refuse the extra keys)."""
+    layout (norms, positional convolution kind, and ``post_extract_proj`` as fairseq's model of the
+    family has it: :func:`fairseq_has_post_extract_proj`) at 4 CNN layers of 128 channels, 4
+    transformer layers of 128 (4 heads, FFN 512); for tests and the mini-corpus ranking runs."""
     base = PRESETS[family]
     fields = dict(conv_layers=TINY_CONV_LAYERS, hidden_size=128, num_layers=4, num_heads=4, ffn_dim=512,
                   pos_conv_kernel=32 if base.pos_conv_depth == 1 else 5, pos_conv_groups=8)
     fields.update(overrides)
-    return base.replace(**fields)
+    config = base.replace(**fields)
+    if "post_extract_proj" not in overrides:
+        config = config.replace(post_extract_proj=fairseq_has_post_extract_proj(config))
+    return config
 
 
 def waveform_frames(wavs: torch.Tensor, wav_lens: torch.Tensor, hop: int = HOP) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -116,10 +124,5 @@ def masked_forward(model: Wav2Vec2Model, wavs: torch.Tensor, wav_lens: torch.Ten
     return MaskedOutput(model.encode(x, frames), frames, projected, mask)
 
 
-def valid_frames(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """``[B, num_frames]`` bool, True on frames before each utterance's length."""
-    return torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]
-
-
 __all__ = ["HOP", "MaskedOutput", "TINY_CONV_LAYERS", "frames_to_waveform", "masked_forward", "span_mask",
-           "tiny_config", "valid_frames", "waveform_frames"]
+           "tiny_config", "waveform_frames"]

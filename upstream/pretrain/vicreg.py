@@ -72,17 +72,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import valid_mask
 from ..wav2vec2.model import PRESETS as W2V2_PRESETS
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model
 from .fairseq_export import (audio_pretraining_task, check_post_extract_proj, fairseq_checkpoint, fairseq_model_cfg,
                              fairseq_state, prepare_waveforms)
 from .loop import LoopConfig, Objective
-from .masked import HOP, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
+from .masked import HOP, masked_forward, span_mask, tiny_config, waveform_frames
 
 
 def _tiny_model() -> Wav2Vec2Config:
-    # fairseq's wav2vec 2.0 builds post_extract_proj only when the CNN and encoder widths differ
-    return tiny_config("wav2vec2", post_extract_proj=False)
+    return tiny_config("wav2vec2")
 
 
 @dataclass
@@ -182,7 +182,7 @@ def add_noise(wavs: torch.Tensor, wav_lens: torch.Tensor, snr_min_db: float, snr
     """White Gaussian noise at an SNR uniform in ``[snr_min_db, snr_max_db]`` per utterance (power
     relative to its valid samples); padding stays 0."""
     B, N = wavs.shape
-    valid = valid_frames(wav_lens, N).to(wavs.dtype)
+    valid = valid_mask(wav_lens, N).to(wavs.dtype)
     n = wav_lens.to(wavs.dtype).clamp(min=1)
     rms = torch.sqrt(((wavs * valid) ** 2).sum(1) / n)
     snr = snr_min_db + (snr_max_db - snr_min_db) * torch.rand(B, generator=g)
@@ -246,7 +246,7 @@ class VICRegObjective(Objective):
         for noisy, mask in make_views(self.cfg, wavs, wav_lens, frame_lens, generator):
             res = masked_forward(self.model, noisy, wav_lens.to(noisy.device), mask, self.mask_emb)
             last = res.states[-1]
-            valid = valid_frames(res.frames.lengths, last.shape[1])
+            valid = valid_mask(res.frames.lengths, last.shape[1])
             out.append(last[valid])
         ha, hb = out
         return self.expander(ha), self.expander(hb), ha, hb

@@ -91,12 +91,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import valid_mask
 from ..wav2vec2.model import PRESETS as MODEL_PRESETS
 from ..wav2vec2.model import Wav2Vec2Config, Wav2Vec2Model, normalize_waveforms
 from .fairseq_export import (audio_pretraining_task, check_post_extract_proj, fairseq_checkpoint, fairseq_model_cfg,
                              fairseq_state, module_state, receptive_field, register_grad_multiply)
 from .loop import LoopConfig, Objective
-from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, valid_frames, waveform_frames
+from .masked import HOP, frames_to_waveform, masked_forward, span_mask, tiny_config, waveform_frames
 
 
 def _base_model() -> Wav2Vec2Config:
@@ -172,7 +173,7 @@ class Wav2Vec2PretrainConfig:
         check_post_extract_proj(m, where)
 
 
-_TINY = Wav2Vec2PretrainConfig(model=tiny_config("wav2vec2", post_extract_proj=False), latent_groups=2, latent_vars=32, final_dim=64,
+_TINY = Wav2Vec2PretrainConfig(model=tiny_config("wav2vec2"), latent_groups=2, latent_vars=32, final_dim=64,
                                latent_temp=(2.0, 0.5, 0.995), num_negatives=20)
 _TINY_LOOP = LoopConfig(max_steps=400, lr=1e-3, batch_seconds=16.0, max_frames=250, grad_clip=5.0, save_every=50,
                         warmup_steps=40)
@@ -360,7 +361,7 @@ class Wav2Vec2Objective(Objective):
         mask &= (counts >= 2)[:, None]  # an utterance needs a negative
         out = masked_forward(self.model, wavs, wav_lens, mask, self.mask_emb)
         cnn = out.frames.features
-        valid = valid_frames(out.frames.lengths, cnn.shape[1])
+        valid = valid_mask(out.frames.lengths, cnn.shape[1])
         m = out.mask
         unmasked = self.model.feature_projection.layer_norm(cnn[m])
         code_logits = self.quantizer.logits(unmasked)
